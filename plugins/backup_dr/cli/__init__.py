@@ -1,0 +1,1 @@
+"""The break-glass command line. Imports only the core: no Airflow needed."""

@@ -1,0 +1,44 @@
+"""``policy check``: validate the policy file and summarise what it protects."""
+
+from __future__ import annotations
+
+from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.core.durations import format_duration
+
+
+def register(sub) -> None:
+    p = sub.add_parser("policy", help="validate and summarise the policy file")
+    p.add_argument("action", choices=["check"], help="check: validate the file (exit 2 and name every bad field)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    policy = load_policy_arg(args)
+    data = {
+        "path": policy.path,
+        "classes": {
+            c.name: {
+                "schedule": c.schedule.cron or c.schedule.kind,
+                "retention": c.retention.text,
+                "stores": list(c.stores),
+                "rpo": format_duration(c.objective.rpo),
+                "rto": format_duration(c.objective.rto),
+                "sources": [j.source for j in c.jobs],
+            }
+            for c in policy.classes.values()
+        },
+        "dr_scenarios": sorted(policy.scenarios),
+    }
+
+    def human(d):
+        lines = [f"policy OK: {d['path']}"]
+        for name, c in d["classes"].items():
+            lines.append(
+                f"  {name:18} {c['schedule']:14} keep {c['retention']:9} RPO {c['rpo']:>4} RTO {c['rto']:>4} "
+                f"-> {'+'.join(c['stores'])}  [{', '.join(c['sources'])}]"
+            )
+        lines.append(f"  DR scenarios: {', '.join(d['dr_scenarios'])}")
+        return "\n".join(lines)
+
+    emit(args, data, human)
+    return 0

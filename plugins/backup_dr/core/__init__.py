@@ -1,0 +1,1 @@
+"""Pure-Python core: policy, artifacts, stores, engines. No Airflow import anywhere below."""

@@ -1,0 +1,1 @@
+"""Backup artifacts: naming (layout), the manifest written last, and the local writer."""

@@ -1,0 +1,86 @@
+"""The project's exceptions.
+
+Every error carries a *message* (what failed), an optional *detail* (why) and an optional
+*hint* (what to do), in the manner of WAL-E and Barman: the person reading it at 3 a.m.
+should not need the source code. ``retryable`` tells the Airflow adapters whether to let
+``retries`` apply (transient I/O) or to fail the task for good (bad policy, corrupt data).
+"""
+
+from __future__ import annotations
+
+
+class BackupDRError(Exception):
+    """Base class: message, detail, hint."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.detail:
+            parts.append(f"detail: {self.detail}")
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n  ".join(parts)
+
+
+class PolicyError(BackupDRError):
+    """The policy file is malformed or inconsistent. Carries every problem found."""
+
+    def __init__(self, issues: list[tuple[str, str]], *, source: str | None = None):
+        self.issues = list(issues)
+        where = f" in {source}" if source else ""
+        lines = [f"{path}: {reason}" if path else reason for path, reason in self.issues]
+        message = f"{len(self.issues)} problem(s){where}:\n    " + "\n    ".join(lines)
+        super().__init__(message, hint="fix the named fields in the policy file and reload")
+
+
+class ConnectionConfigError(BackupDRError):
+    """A connection id is missing or unusable. Never includes the secret itself."""
+
+
+class TransientError(BackupDRError):
+    """A network or service hiccup: the same call may well succeed on retry."""
+
+    retryable = True
+
+
+class StoreError(TransientError):
+    """A backup store could not be read or written."""
+
+
+class StoreSpaceError(BackupDRError):
+    """The store has no room for the artifact: retrying will not help until space is freed."""
+
+
+class IntegrityError(BackupDRError):
+    """Bytes do not match their recorded size or checksum: corruption or tampering."""
+
+
+class NotFoundError(BackupDRError):
+    """A backup, object or source that was asked for does not exist."""
+
+
+class SourceError(TransientError):
+    """The protected system (MongoDB, Redis, files) failed while being read."""
+
+
+class RestoreError(BackupDRError):
+    """A restore failed; the message says whether the target was rolled back."""
+
+
+class RestoreRefused(BackupDRError):
+    """A restore was refused before touching the target (non-empty target, bad time, ...)."""
+
+
+class VerificationError(BackupDRError):
+    """A restored copy does not match its manifest."""
+
+
+class PitrGapError(BackupDRError):
+    """The oplog chain is broken: point-in-time recovery is impossible across the gap."""
