@@ -288,6 +288,16 @@ class SmtpSink:
     def stop(self) -> None:
         self._controller.stop()
 
+    @staticmethod
+    def text(message) -> str:
+        """Subject plus every decoded text part of a message (bodies arrive base64-encoded)."""
+        parts = [str(message["Subject"] or "")]
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                payload = part.get_payload(decode=True) or b""
+                parts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+        return "\n".join(parts)
+
     def wait_for(self, predicate: Callable = lambda m: True, timeout: float = 20.0) -> list:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
