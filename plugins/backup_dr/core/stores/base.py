@@ -104,6 +104,10 @@ class Store(ABC):
                 n += len(chunk)
         return n, h.hexdigest()
 
+    def abort_incomplete_uploads(self, prefix: str) -> int:
+        """Drop invisible leftovers of crashed uploads under ``prefix`` (S3 multipart); returns how many."""
+        return 0
+
     def free_bytes(self) -> int | None:
         """Free space, where the store has such a notion (local disks); None otherwise."""
         return None
