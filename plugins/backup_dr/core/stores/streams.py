@@ -39,12 +39,23 @@ class HashingReader:
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._raw.read(n)
-        except Exception as e:  # noqa: BLE001 - re-raised, translated by the caller's hook
-            if self._on_error is None:
-                raise
-            raise self._on_error(e) from e
+        """Up to ``n`` bytes, and fewer ONLY at the end of the stream.
+
+        Upload libraries take a short read for the end (boto3 then does a single PUT of
+        what it has; a GCS resumable upload finalizes), so short reads of pipes, sockets
+        or slow sources are filled here.
+        """
+        data = self._read_raw(n)
+        if n is not None and n > 0 and 0 < len(data) < n:
+            chunks = [data]
+            got = len(data)
+            while got < n:
+                more = self._read_raw(n - got)
+                if not more:
+                    break
+                chunks.append(more)
+                got += len(more)
+            data = b"".join(chunks)
         if data:
             self._sha.update(data)
             if self._part is not None:
@@ -57,6 +68,14 @@ class HashingReader:
             if self._on_read is not None:
                 self._on_read(len(data))
         return data
+
+    def _read_raw(self, n: int) -> bytes:
+        try:
+            return self._raw.read(n)
+        except Exception as e:  # noqa: BLE001 - re-raised, translated by the caller's hook
+            if self._on_error is None:
+                raise
+            raise self._on_error(e) from e
 
     def _update_parts(self, data: bytes) -> None:
         view = memoryview(data)
