@@ -17,6 +17,17 @@ from backup_dr.core.mongo.codecs import SUFFIX, compressed_writer
 _INT32 = struct.Struct("<i")
 
 
+def server_version(client) -> str:
+    """The server's version for the archive header (mongorestore parses it as X.Y.Z)."""
+    return str(client.server_info().get("version", "0.0.0"))
+
+
+def tool_version() -> str:
+    from backup_dr import TOOL_NAME, __version__
+
+    return f"{TOOL_NAME} {__version__}"
+
+
 def count_docs(buf) -> int:
     """Number of BSON documents in a concatenation, from their int32 length prefixes."""
     n = pos = 0

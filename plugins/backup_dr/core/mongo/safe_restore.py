@@ -1,0 +1,172 @@
+"""The safe restore procedure: verify, safety backup, restore with drop, validate, roll back.
+
+1. Verify the archive end to end (structure + every CRC) before the target is touched.
+2. Refuse a non-empty target unless ``drop=True``.
+3. Safety backup of the current target database with our own dump, as a normal backup
+   (kind ``safety``, manifest written last) in a local store that is KEPT afterwards, so an
+   operator can undo the restore with the same ``restore_mongodb`` call.
+4. Restore with drop (:mod:`.restore`).
+5. Validate: the ``validate`` command on every collection, document counts equal the
+   archive's counts plus the replayed oplog's net inserts/deletes, every index present.
+6. On ANY failure after the target was touched (exception, validation mismatch, lost
+   connection) roll back: drop what the restore touched and restore it from the safety
+   backup, then raise :class:`RestoreError` saying so, or, if the rollback failed too,
+   saying where the safety archive is and how to apply it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.errors import BackupDRError, RestoreError, VerificationError
+from backup_dr.core.mongo.codecs import SUFFIX
+from backup_dr.core.mongo.dump import dump_database
+from backup_dr.core.mongo.mongo_errors import convert, describe, translate
+from backup_dr.core.mongo.restore import (RestoreResult, RestoreState, check_target, open_archive, plan_restore,
+                                          restore_archive, verify_archive)
+from backup_dr.core.mongo.sinks import ArchiveSink, server_version, tool_version
+from backup_dr.core.stores.local import LocalStore
+
+log = logging.getLogger(__name__)
+
+SAFETY_CODEC = "zstd"
+
+
+def validate_restore(client, result: RestoreResult) -> dict[str, Any]:
+    """Check the restored database; raises VerificationError listing every problem found."""
+    db = client[result.target_db]
+    problems: list[str] = []
+    report: dict[str, Any] = {"collections": {}}
+    existing = set(db.list_collection_names())
+    for view in result.views:
+        if view not in existing:
+            problems.append(f"view {view} is missing")
+    for name, expected in result.expected_counts.items():
+        if expected is None:
+            continue
+        if name not in existing:
+            problems.append(f"collection {name} is missing")
+            continue
+        v = db.command("validate", name)
+        count = db[name].count_documents({})
+        have = {ix["name"] for ix in db[name].list_indexes()}
+        missing = sorted(set(result.expected_indexes.get(name, [])) - have)
+        report["collections"][name] = {"valid": bool(v.get("valid")), "count": count, "expected": expected,
+                                       "indexes": sorted(have)}
+        if not v.get("valid"):
+            problems.append(f"validate reports {name} invalid: {v.get('errors')}")
+        if count != expected:
+            problems.append(f"{name} has {count} documents, expected {expected}")
+        if missing:
+            problems.append(f"{name} lacks index(es) {', '.join(missing)}")
+    if problems:
+        raise VerificationError(f"restored database {result.target_db!r} failed validation: " + "; ".join(problems),
+                                hint="the restore is rolled back; check the backup with verify before retrying")
+    report["ok"] = True
+    return report
+
+
+def take_safety_backup(client, target_db: str, safety_store: LocalStore, *, backup_class: str, source: str,
+                       collections: list[str] | None = None, secrets: list[str] | None = None):
+    """Dump the current target database as a ``safety`` backup; returns its Manifest (or None if
+    the database does not exist, so there is nothing to keep)."""
+    from backup_dr.core.artifacts.writer import ArtifactWriter
+
+    if target_db not in client.list_database_names():
+        return None
+    bid = BackupId.new(backup_class, source, "safety", datetime.now(timezone.utc))
+    writer = ArtifactWriter(safety_store, bid, source_type="mongodb")
+    writer.begin()
+    try:
+        name = f"{target_db}.archive{SUFFIX[SAFETY_CODEC]}"
+        with writer.open_file(name, codec=SAFETY_CODEC, format="mongodump-archive") as out:
+            sink = ArchiveSink(out, SAFETY_CODEC, server_version=server_version(client), tool_version=tool_version())
+            res = dump_database(client, target_db, sink, collections=collections, read_pref="primary", oplog=False,
+                                secrets=secrets)
+        manifest = writer.commit(counts=res.counts, details={"database": target_db, "purpose": "safety backup before a restore",
+                                                            "archive": name})
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("safety backup of %s: %s in %s", target_db, bid, safety_store.describe())
+    return manifest
+
+
+def rollback(client, state: RestoreState, safety_path: Path | None) -> list[str]:
+    """Put the touched collections back as they were. Returns the collections restored."""
+    plan = state.plan
+    db = client[plan.target_db]
+    touched = state.touched | set(plan.names)
+    existing = set(db.list_collection_names())
+    for name in sorted(touched & existing):
+        db.drop_collection(name)
+    if safety_path is None:
+        return []
+    with open_archive(safety_path) as reader:
+        have = {e.collection for e in reader.prelude if not e.is_oplog}
+    back = sorted(touched & have)
+    if back:
+        restore_archive(client, safety_path, target_db=plan.target_db, collections=back, drop=True, replay_oplog=False)
+    return back
+
+
+def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, source_db: str | None = None,
+                 target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
+                 safety_store: LocalStore, backup_class: str = "adhoc", source: str = "mongodb",
+                 replay_oplog: bool = True, validate: bool = True, secrets: list[str] | None = None,
+                 use_server_apply_ops: bool | None = False) -> RestoreResult:
+    """Restore with safety backup, validation and rollback. See the module doc."""
+    summary = verify_archive(archive_path, codec=codec)  # IntegrityError here: nothing touched
+    plan = plan_restore(summary.prelude, source_db=source_db, target_db=target_db, collections=collections,
+                        where=str(archive_path))
+    with translate(f"preparing the restore into {plan.target_db!r}", secrets=secrets, cls=RestoreError):
+        check_target(client, plan, drop=drop)  # RestoreRefused here: nothing touched
+        safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
+                                    secrets=secrets)
+    safety_path = safety_store.path(safety.id.key(safety.files[0].name)) if safety else None
+    state = RestoreState()
+    try:
+        result = restore_archive(client, archive_path, codec=codec, source_db=plan.source_db, target_db=plan.target_db,
+                                 collections=collections, drop=True, replay_oplog=replay_oplog, state=state,
+                                 use_server_apply_ops=use_server_apply_ops)
+        if validate:
+            result.validation = validate_restore(client, result)
+    except BaseException as e:
+        cause = e if isinstance(e, BackupDRError) else convert(e, "restore", secrets, RestoreError) if _is_pymongo(e) else e
+        where = f"safety backup {safety.backup_id} in {safety_store.describe()}" if safety else "no safety backup (the target database did not exist)"
+        try:
+            state.plan = state.plan or plan
+            restored = rollback(client, state, safety_path)
+        except BaseException as rb:  # noqa: BLE001 - reported, original cause chained
+            raise RestoreError(
+                f"restore into {plan.target_db!r} failed AND the rollback failed: the target may be half-written",
+                detail=f"restore: {_short(cause, secrets)}; rollback: {_short(rb, secrets)}",
+                hint=(f"restore the {where} into {plan.target_db!r} by hand (restore_mongodb with that backup id and drop=True, "
+                      f"or mongorestore --archive={safety_path} --drop)" if safety else
+                      f"drop the partly restored collections of {plan.target_db!r}"),
+            ) from e
+        raise RestoreError(
+            f"restore into {plan.target_db!r} failed; the target was rolled back to its state before the restore",
+            detail=f"{_short(cause, secrets)}; rolled back: {', '.join(restored) or 'dropped what the restore created'}",
+            hint=f"nothing changed on the target; the {where} is kept. Fix the cause and retry",
+        ) from e
+    result.safety_backup = safety.backup_id if safety else None
+    result.safety_dir = safety_store.describe()
+    return result
+
+
+def _is_pymongo(e: BaseException) -> bool:
+    from pymongo.errors import PyMongoError
+
+    return isinstance(e, PyMongoError)
+
+
+def _short(e: BaseException, secrets: list[str] | None) -> str:
+    text = e.message if isinstance(e, BackupDRError) else describe(e, secrets)
+    if isinstance(e, BackupDRError) and e.detail:
+        text += f" ({e.detail})"
+    return f"{type(e).__name__}: {text}"
