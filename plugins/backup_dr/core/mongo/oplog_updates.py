@@ -55,12 +55,9 @@ def plan_update(o) -> UpdatePlan:
     names = [name for name, _t, _v in bsonraw.elements(o)]
     if not names:
         return UpdatePlan(updates=[])
-    dollar = [n for n in names if n.startswith("$")]
-    if not dollar:
-        return UpdatePlan(replacement=o if isinstance(o, RawBSONDocument) else RawBSONDocument(bytes(o)))
-    if len(dollar) != len(names):
-        raise _unknown("mixes $-operators and plain fields", o)
-    version = o.get("$v")
+    version = o.get("$v") if "$v" in names else None
+    if version not in (None, 1, 2):
+        raise _unknown(f"$v {version!r}", o)
     if version == 2:
         if set(names) != {"$v", "diff"}:
             raise _unknown("$v 2 entry with fields other than 'diff'", o)
@@ -69,8 +66,11 @@ def plan_update(o) -> UpdatePlan:
         if keys and keys <= _DIFF_SECANTUS:
             return _plan_change_stream_diff(diff)
         return _plan_mongod_diff(diff)
-    if version not in (None, 1):
-        raise _unknown(f"$v {version!r}", o)
+    dollar = [n for n in names if n.startswith("$")]
+    if not dollar:
+        return UpdatePlan(replacement=o if isinstance(o, RawBSONDocument) else RawBSONDocument(bytes(o)))
+    if len(dollar) != len(names):
+        raise _unknown("mixes $-operators and plain fields", o)
     ops = [n for n in names if n != "$v"]
     if not set(ops) <= {"$set", "$unset"}:
         raise _unknown(f"legacy update with operators {', '.join(sorted(ops))} (only $set/$unset are logged)", o)
