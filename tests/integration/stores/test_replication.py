@@ -201,6 +201,25 @@ def test_worker_killed_mid_multipart_upload_then_retry_leaves_one_complete_backu
     assert hashlib.sha256(raw_bytes(s3_small_parts, m.id.key("big.bin"))).hexdigest() == m.file("big.bin").sha256
 
 
+class BitRotStore(LocalStore):
+    """A real local store on a disk that silently flips a bit in what it stores (and says nothing)."""
+
+    def put(self, key, stream, **kw):
+        info = super().put(key, stream, **kw)
+        p = self.path(key)
+        p.write_bytes(flip_bit(p.read_bytes(), 0))
+        return info
+
+
+def test_copy_that_does_not_read_back_identically_fails_and_gets_no_manifest(local, make_backup, tmp_path):
+    m = make_backup({"a.bin": 10_000})
+    rotten = BitRotStore(tmp_path / "rotten", name="rotten")
+    with pytest.raises(IntegrityError) as err:
+        replicate(local, m, rotten)
+    assert "a.bin did not verify after upload; no manifest written" in str(err.value)
+    assert rotten.stat(m.id.manifest_key) is None and Catalog([rotten]).list() == []
+
+
 def test_one_failing_store_does_not_hide_the_others(local, make_backup, s3_store, gcs_server, tmp_path):
     m = make_backup({"a.bin": 200_000})
     nfs = LocalStore(tmp_path / "nfs", name="nfs")

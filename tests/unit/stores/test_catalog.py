@@ -1,0 +1,73 @@
+"""The catalog over the 200-backup history: right answers, with one listing per store and lazy reads."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from synthetic_history import FULLS, HOUR, NOW, RDBS
+
+from backup_dr.core.catalog import Catalog, data_point
+from backup_dr.core.stores.local import LocalStore
+
+
+class CountingStore(LocalStore):
+    """The real local store, counting the calls that cost a round trip on S3/GCS."""
+
+    def __init__(self, root):
+        super().__init__(root, name="local")
+        self.lists = self.reads = 0
+
+    def list(self, prefix=""):
+        self.lists += 1
+        return super().list(prefix)
+
+    @contextmanager
+    def open(self, key):
+        self.reads += 1
+        with super().open(key) as f:
+            yield f
+
+
+def test_list_is_one_listing_and_no_manifest_reads(history):
+    store = CountingStore(history[0].root)
+    entries = Catalog([store]).list("critical_data", "mongodb", "full")
+    assert [e.bid for e in entries] == list(reversed(history[1]["full"]))  # newest first
+    assert (store.lists, store.reads) == (1, 0)
+    assert all(e.complete_in == ["local"] and e.size > 0 for e in entries)
+
+    everything = Catalog([store]).list()
+    assert len(everything) == 200 and store.lists == 2 and store.reads == 0
+    stamps = [e.bid.stamp for e in everything]
+    assert stamps == sorted(stamps, reverse=True) and everything[0].bid.stamp == NOW
+
+
+def test_newest_verified_reads_only_the_records_it_needs(history):
+    store = CountingStore(history[0].root)
+    catalog = Catalog([store])
+    newest = catalog.newest("operational_data", "redis_cache", "rdb")
+    assert newest.bid.stamp == RDBS[-1] and store.reads == 0
+    good = catalog.newest("operational_data", "redis_cache", "rdb", verified_only=True)
+    assert good.bid.stamp == RDBS[-3] and good.verification("local")["kind"] == "drill"
+    assert store.reads == 2  # the newest's failed record, then the 3rd newest's ok record
+    assert catalog.newest("critical_data", "mongodb", verified_only=True) is None
+
+
+def test_newest_before_a_time_uses_the_consistent_point(history):
+    store = CountingStore(history[0].root)
+    catalog = Catalog([store])
+    target = FULLS[70] + HOUR / 2  # full 70 is taken but its data ends at +1h: not usable yet
+    found = catalog.newest("critical_data", "mongodb", before=target)
+    assert found.bid.stamp == FULLS[69]
+    assert data_point(found.manifest(), "end")[0] <= target.timestamp()
+    assert store.lists == 1 and store.reads == 2  # two manifests, not eighty
+    assert catalog.newest("critical_data", "mongodb", before=FULLS[0]) is None
+
+
+def test_find_lists_only_that_backup(history):
+    store = CountingStore(history[0].root)
+    bid = history[1]["oplog"][42]
+    entry = Catalog([store]).find(str(bid))
+    assert entry.bid == bid and store.lists == 1 and store.reads == 0
+    assert entry.manifest().previous_id == str(history[1]["oplog"][41])
+    assert entry.to_dict(with_verification=False)["taken_at"] == bid.stamp.isoformat().replace("+00:00", "Z")
+    assert Catalog([store]).find("critical_data.mongodb.full.20990101T000000Z") is None
