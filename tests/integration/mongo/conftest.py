@@ -124,3 +124,23 @@ def drop_after(mongo_client):
 
 def uniq(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+class FaultInjectableMongoServer:
+    """SecantusDB with mongod's test commands on (``configureFailPoint``), for fault injection."""
+
+    @staticmethod
+    def make(workdir):
+        from backup_dr.devstack.servers import MongoServer
+
+        class _Server(MongoServer):
+            def command(self):
+                return super().command() + ["--enable-test-commands"]
+
+        return _Server(workdir)
+
+
+@pytest.fixture(scope="module")
+def faulty_mongo_server(tmp_path_factory):
+    with FaultInjectableMongoServer.make(tmp_path_factory.mktemp("faulty-mongo")) as server:
+        yield server
