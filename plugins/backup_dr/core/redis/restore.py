@@ -44,7 +44,7 @@ from backup_dr.core.policy_model import RedisSource
 from backup_dr.core.redis.bgsave import bgsave, config_get
 from backup_dr.core.redis.client import keyspace_counts, redis_client, target, translate
 from backup_dr.core.redis.scratch import ScratchRedis
-from backup_dr.core.redis.verify import compare_counts, fetch_backup_files, restored_counts
+from backup_dr.core.redis.verify import compare_counts, fetch_backup_files, server_state
 from backup_dr.core.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,8 @@ def _run_restart(source: RedisSource, conn: ConnInfo, timeout: float) -> None:
                            detail=tail.strip() or None)
 
 
-def _wait_serving(conn: ConnInfo, timeout: float) -> tuple[dict[str, int], dict[str, int], str]:
-    """Wait for PING and loading:0; return per-db (keys, expires) and the server's run_id."""
+def _wait_serving(conn: ConnInfo, timeout: float) -> tuple[dict[str, Any], str]:
+    """Wait for PING and loading:0; return :func:`server_state` and the server's run_id."""
     import redis
 
     deadline = time.monotonic() + timeout
@@ -113,13 +113,22 @@ def _wait_serving(conn: ConnInfo, timeout: float) -> tuple[dict[str, int], dict[
         try:
             with redis_client(conn, timeout=5) as r:
                 if r.info("persistence").get("loading") == 0 and r.ping():
-                    keys, expires = keyspace_counts(r.info("keyspace"))
-                    return keys, expires, r.info("server")["run_id"]
+                    return server_state(r), r.info("server")["run_id"]
                 last = "still loading"
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
             last = redact(str(e), conn.secrets)
         time.sleep(0.1)
     raise RestoreError(f"{target(conn).where} did not come back within {timeout:.0f}s after the restart ({last})")
+
+
+def _check_restored(state: dict[str, Any], expected: dict[str, int], expected_expires: dict[str, int]) -> list[str]:
+    """The server loaded exactly the backup's keys at startup (clients may write right after
+    the restart, so per-db counts may only grow, never fall short beyond keys with a TTL)."""
+    problems = compare_counts(expected, expected_expires, state["keys"], allow_extra=True)
+    if state["loaded"] is not None and state["loaded"] + (state["load_expired"] or 0) != sum(expected.values()):
+        problems.append(f"the server loaded {state['loaded']} keys (+{state['load_expired']} already expired) at startup, "
+                        f"the backup holds {sum(expected.values())}")
+    return problems
 
 
 def _swap_in(data_dir: Path, stage: Path, safety: Path, settings: dict) -> list[tuple[Path, Path]]:
@@ -176,7 +185,8 @@ def restore_data_dir(conn: ConnInfo, source: RedisSource, store: Store, manifest
         expected, expected_expires = dict(manifest.counts), dict(manifest.details.get("expires") or {})
         if aof_dir is not None:  # prove it loads, learn its exact counts, and turn it into an RDB
             with ScratchRedis(aof_dir=aof_dir, workdir=work, appendfilename=manifest.details.get("appendfilename") or "appendonly.aof") as s:
-                expected, expected_expires = restored_counts(s)
+                state = server_state(s)
+                expected, expected_expires = state["keys"], state["expires"]
                 rdb = work / "from-aof.rdb"
                 shutil.copyfile(s.save_rdb(), rdb)
         with redis_client(conn, timeout=30) as r:
@@ -200,8 +210,9 @@ def restore_data_dir(conn: ConnInfo, source: RedisSource, store: Store, manifest
         safety.mkdir()
         undo = _swap_in(data_dir, stage, safety, settings)
         _run_restart(source, conn, restart_timeout)
-        keys, expires, new_run_id = _wait_serving(conn, load_timeout)
-        problems = compare_counts(expected, expected_expires, keys)
+        state, new_run_id = _wait_serving(conn, load_timeout)
+        keys, expires = state["keys"], state["expires"]
+        problems = _check_restored(state, expected, expected_expires)
         if problems:
             raise RestoreError(f"{target(conn).where} came back with other key counts than the backup", detail="; ".join(problems))
     except BaseException as failure:
@@ -242,8 +253,9 @@ def _roll_back(conn, source, settings, undo, safety: Path, run_id, before_keys, 
             still_old = False
         if not still_old:
             _run_restart(source, conn, restart_timeout)
-        keys, _expires, _ = _wait_serving(conn, load_timeout)
-        problems = compare_counts(before_keys, before_expires, keys)
+        state, _ = _wait_serving(conn, load_timeout)
+        keys = state["keys"]
+        problems = compare_counts(before_keys, before_expires, keys, allow_extra=True)
         if problems:
             raise RestoreError("after the rollback the server's key counts differ from before: " + "; ".join(problems))
     except (BackupDRError, OSError) as e:

@@ -173,7 +173,7 @@ class ScratchRedis:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "ScratchRedis":
-        return self.start()
+        return self if self.proc is not None else self.start()  # restore_to_scratch hands it over started
 
     def __exit__(self, *exc) -> None:
         self.stop()

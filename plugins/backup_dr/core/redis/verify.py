@@ -59,24 +59,41 @@ def restore_to_scratch(store: Store, manifest: Manifest, *, workdir: str | Path 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def restored_counts(scratch_or_client) -> tuple[dict[str, int], dict[str, int]]:
-    """Per-db (keys, expires) of a running server."""
+def server_state(scratch_or_client) -> dict[str, Any]:
+    """One INFO (a single consistent reading): per-db keys and expires, and how many keys
+    expired on the way (skipped while loading, or expired since)."""
     if isinstance(scratch_or_client, ScratchRedis):
         with scratch_or_client.client() as r:
-            return keyspace_counts(r.info("keyspace"))
-    return keyspace_counts(scratch_or_client.info("keyspace"))
+            return server_state(r)
+    info = scratch_or_client.info()
+    keys, expires = keyspace_counts({k: v for k, v in info.items() if k.startswith("db")})
+    return {
+        "keys": keys, "expires": expires,
+        "expired": int(info.get("rdb_last_load_keys_expired", 0)) + int(info.get("expired_keys", 0)),
+        "loaded": info.get("rdb_last_load_keys_loaded"),
+        "load_expired": info.get("rdb_last_load_keys_expired"),
+    }
 
 
-def compare_counts(expected: dict[str, int], expected_expires: dict[str, int], restored: dict[str, int]) -> list[str]:
-    """Problems comparing per-db key counts. Keys with a TTL may have expired since the snapshot
-    (a loading master drops them), so a db may come back short by up to its TTL-key count."""
-    problems = []
+def compare_counts(expected: dict[str, int], expected_expires: dict[str, int], restored: dict[str, int], *,
+                   expired: int | None = None, allow_extra: bool = False) -> list[str]:
+    """Problems comparing per-db key counts with the manifest.
+
+    A db may come back short only by keys that had a TTL (they may have expired since the
+    snapshot); with ``expired`` (keys the server reports as expired) the total shortfall
+    must be exactly that. ``allow_extra`` tolerates keys written by clients after a restart.
+    """
+    problems, short = [], {}
     for db in sorted(set(expected) | set(restored)):
         want, got = expected.get(db, 0), restored.get(db, 0)
-        may_expire = expected_expires.get(db, 0)
-        if not (want - may_expire <= got <= want):
+        if got > want and not allow_extra or want - got > expected_expires.get(db, 0):
             problems.append(f"{db}: {got} keys restored, the manifest recorded {want}"
-                            + (f" ({may_expire} with a TTL)" if may_expire else ""))
+                            + (f" ({expected_expires[db]} with a TTL)" if expected_expires.get(db) else ""))
+        elif want > got:
+            short[db] = want - got
+    if expired is not None and sum(short.values()) != expired:
+        problems += [f"{db}: {expected[db] - n} keys restored, the manifest recorded {expected[db]} "
+                     f"(and only {expired} keys expired on the way)" for db, n in sorted(short.items())]
     return problems
 
 
@@ -119,8 +136,9 @@ def verify_rdb_restore(store: Store, manifest: Manifest, *, workdir: str | Path 
     problems: list[str] = []
     warnings: list[str] = []
     with restore_to_scratch(store, manifest, workdir=workdir, timeout=timeout) as scratch:
-        restored, restored_expires = restored_counts(scratch)
-        mismatch = compare_counts(expected, expected_expires, restored)
+        state = server_state(scratch)
+        restored, restored_expires = state["keys"], state["expires"]
+        mismatch = compare_counts(expected, expected_expires, restored, expired=state["expired"])
         if not expected and counts_source is None:
             warnings.append("the manifest recorded no key counts (no redis-check-rdb, no INFO right); counts not compared")
         elif counts_source in EXACT_COUNT_SOURCES:
@@ -140,6 +158,7 @@ def verify_rdb_restore(store: Store, manifest: Manifest, *, workdir: str | Path 
         "expected": expected,
         "restored": restored,
         "restored_expires": restored_expires,
+        "expired_on_the_way": state["expired"],
         "counts_source": counts_source,
         "sampled_keys": sampled,
         "problems": problems,
