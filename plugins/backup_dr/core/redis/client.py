@@ -94,9 +94,13 @@ def open_socket(t: RedisTarget, timeout: float) -> socket.socket:
 def redis_client(conn: ConnInfo, *, timeout: float = 30.0, db: int | None = None):
     """A redis-py client for ordinary commands (INFO, BGSAVE, CONFIG GET, ...)."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     t = target(conn)
-    kw: dict[str, Any] = {}
+    # no silent retries with backoff inside redis-py (a wrong password would take seconds to
+    # report): the task's own retries handle transient failures
+    kw: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
     if t.ssl:
         kw["ssl"] = True
         kw.update(t.ssl_args)
@@ -124,7 +128,7 @@ def translate(conn: ConnInfo, exc: Exception, action: str) -> BackupDRError:
 
 
 def auth_error(t: RedisTarget, reply: str) -> ConnectionConfigError:
-    if "NOAUTH" in reply:
+    if "NOAUTH" in reply or "Authentication required" in reply or (t.password is None and not t.username):
         return ConnectionConfigError(
             f"{t.where}: the server requires a password and the connection has none",
             hint=f"set the password (and login, for an ACL user) of Airflow connection {t.conn_id!r}",
