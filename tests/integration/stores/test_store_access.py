@@ -115,3 +115,17 @@ def test_missing_objects_are_values_and_errors(s3_store, gcs_store):
         store.delete("nope/x")  # absent is fine
         with pytest.raises(NotFoundError):
             store.get_bytes("nope/x")
+
+
+def test_unreachable_endpoint_is_a_retryable_store_error():
+    from backup_dr.core.errors import StoreError
+    from backup_dr.devstack.servers import free_port
+
+    conn = ConnInfo("backup_s3", "aws", login="AKIAEXAMPLE", password="s3cr3t-value",
+                    extra={"endpoint_url": f"http://127.0.0.1:{free_port()}", "region_name": "us-east-1",
+                           "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
+    store = open_store(StoreSpec(name="s3", type="s3", bucket="b", conn_id="backup_s3"), conn)
+    with pytest.raises(StoreError) as err:
+        store.stat("k")
+    assert err.value.retryable and "network error while checking k (EndpointConnectionError)" in str(err.value)
+    assert "s3cr3t-value" not in str(err.value)

@@ -1,11 +1,12 @@
-"""Google Cloud Storage store: resumable chunked uploads checked against the server's crc32c/md5.
+"""Google Cloud Storage store: resumable chunked uploads checked against the server's crc32c.
 
 Why it looks the way it does:
 
 * ``blob.chunk_size`` makes large uploads resumable in fixed chunks, so memory stays at
   one chunk whatever the object size. The bytes sent are hashed on the way
-  (:class:`HashingReader`: sha256 for the manifest, crc32c + md5 to compare with what the
-  server reports for the stored object); any difference is an ``IntegrityError``.
+  (:class:`HashingReader`: sha256 for the manifest, crc32c to compare with what the server
+  reports for the stored object); any difference is an ``IntegrityError``. The client
+  library's own checksumming is off: it would hash every byte a second time.
 * Reading back for verification streams one download (``download_to_file``), which
   also checks the server's hash header.
 * The emulator (gcp-storage-emulator) has no pagination tokens, ``maxResults`` or
@@ -126,11 +127,11 @@ class GCSStore(Store):
 
     def put(self, key: str, stream: BinaryIO, *, size: int | None = None, sha256: str | None = None,
             retain_until: datetime | None = None) -> ObjectInfo:
-        """Resumable upload, then compare size, crc32c and md5 reported by the server with the bytes sent."""
+        """Resumable upload, then compare the size and crc32c the server reports with the bytes sent."""
         blob = self.bucket.blob(self._k(key), chunk_size=self.chunk_size)
-        reader = HashingReader(stream, md5=True, crc32c=True)
+        reader = HashingReader(stream, crc32c=True)
         try:
-            blob.upload_from_file(reader, size=size, checksum="crc32c")
+            blob.upload_from_file(reader, size=size, checksum=None)  # compared below, once, by us
         except Exception as e:  # noqa: BLE001 - translated (vendor exception zoo); unknown ones re-raised
             if isinstance(e, OSError) and "one-pass" in str(e):
                 raise StoreError(f"{self.where}: uploading {key} failed mid-way and cannot resume from this stream",
@@ -146,8 +147,6 @@ class GCSStore(Store):
             problems.append(f"size {blob.size} vs {reader.size} sent")
         if blob.crc32c and blob.crc32c != reader.crc32c_b64:
             problems.append(f"crc32c {blob.crc32c} vs {reader.crc32c_b64}")
-        if blob.md5_hash and blob.md5_hash != reader.md5_b64:
-            problems.append(f"md5 {blob.md5_hash} vs {reader.md5_b64}")
         if problems:
             raise IntegrityError(f"{self.where}: {key}: the server reports different bytes than were sent", detail="; ".join(problems))
         if retain_until is not None:

@@ -1,7 +1,7 @@
 """Read-side stream helpers shared by the remote stores and replication.
 
 :class:`HashingReader` hashes exactly the bytes an upload consumed, so a store can compare
-them with what the server reports (GCS crc32c/md5, S3 ChecksumSHA256) and the caller with
+them with what the server reports (GCS crc32c, S3 ChecksumSHA256) and the caller with
 the manifest's sha256. It reports itself NOT seekable: upload libraries then read it
 once, front to back (boto3 buffers each part in memory, bounded by its transfer config),
 so the hash is of the bytes sent even when a part is retried.
@@ -17,22 +17,17 @@ import google_crc32c
 
 
 class HashingReader:
-    """Wrap a readable binary stream; count and hash (sha256, optionally md5 + crc32c) what is read.
+    """Wrap a readable binary stream; count and hash (sha256, optionally crc32c) what is read.
 
     ``on_error`` turns an exception raised by the wrapped stream into the caller's own
     (replication uses it to name the local file that could not be read).
     """
 
-    def __init__(self, raw: BinaryIO, *, md5: bool = False, crc32c: bool = False,
+    def __init__(self, raw: BinaryIO, *, crc32c: bool = False,
                  on_error: Callable[[Exception], Exception] | None = None,
-                 on_read: Callable[[int], None] | None = None, part_size: int | None = None):
+                 on_read: Callable[[int], None] | None = None):
         self._raw = raw
-        self._part_size = part_size
-        self._parts: list[bytes] = []
-        self._part = hashlib.sha256() if part_size else None
-        self._part_fill = 0
         self._sha = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self._crc = google_crc32c.Checksum() if crc32c else None
         self._on_error = on_error
         self._on_read = on_read
@@ -58,10 +53,6 @@ class HashingReader:
             data = b"".join(chunks)
         if data:
             self._sha.update(data)
-            if self._part is not None:
-                self._update_parts(data)
-            if self._md5 is not None:
-                self._md5.update(data)
             if self._crc is not None:
                 self._crc.update(data)
             self.size += len(data)
@@ -76,24 +67,6 @@ class HashingReader:
             if self._on_error is None:
                 raise
             raise self._on_error(e) from e
-
-    def _update_parts(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            take = min(len(view), self._part_size - self._part_fill)
-            self._part.update(view[:take])
-            self._part_fill += take
-            view = view[take:]
-            if self._part_fill == self._part_size:
-                self._parts.append(self._part.digest())
-                self._part, self._part_fill = hashlib.sha256(), 0
-
-    def composite_sha256_b64(self) -> tuple[str, int] | None:
-        """S3's COMPOSITE multipart checksum of what was read: sha256 of the part digests, and the part count."""
-        if self._part is None:
-            return None
-        digests = self._parts + ([self._part.digest()] if self._part_fill else [])
-        return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode("ascii"), len(digests)
 
     def readable(self) -> bool:
         return True
@@ -122,10 +95,6 @@ class HashingReader:
     @property
     def sha256_b64(self) -> str:
         return base64.b64encode(self._sha.digest()).decode("ascii")
-
-    @property
-    def md5_b64(self) -> str | None:
-        return base64.b64encode(self._md5.digest()).decode("ascii") if self._md5 is not None else None
 
     @property
     def crc32c_b64(self) -> str | None:
