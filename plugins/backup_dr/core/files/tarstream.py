@@ -28,6 +28,10 @@ from isal import igzip
 
 #: zstd level 3 = the zstd CLI default, so the stock tools and we make the same trade-off.
 ZSTD_LEVEL = 3
+#: One zstd worker thread: python-zstandard holds the GIL while compressing, so a Python
+#: thread cannot overlap reading and compressing, but zstd's own worker (native) can, as in
+#: ``tar | zstd``. Multi-threaded zstd output does not depend on timing: same tree, same bytes.
+ZSTD_THREADS = 1
 #: isal level 2 (its default): ~gzip -1 ratio at several times the speed.
 GZIP_LEVEL = 2
 CODECS = ("zstd", "gzip")
@@ -138,7 +142,7 @@ def compressing(out: BinaryIO, codec: str) -> Iterator[BinaryIO]:
     gzip gets ``mtime=0`` so the same input always gives the same bytes (and sha256).
     """
     if codec == "zstd":
-        writer = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(out, closefd=False)
+        writer = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=ZSTD_THREADS).stream_writer(out, closefd=False)
     elif codec == "gzip":
         writer = igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
     else:
