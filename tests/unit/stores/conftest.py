@@ -10,9 +10,8 @@ from backup_dr.core.stores.local import LocalStore
 from backup_dr.core.verify import record_verification
 
 
-@pytest.fixture
-def history(tmp_path) -> tuple[LocalStore, dict[str, list[BackupId]]]:
-    store = LocalStore(tmp_path / "backups", name="local")
+def build_history(root) -> tuple[LocalStore, dict[str, list[BackupId]]]:
+    store = LocalStore(root, name="local")
     fulls = [write(store, "critical_data", "mongodb", "full", t) for t in FULLS]
     slices, prev = [], None
     for t in SLICES:
@@ -23,3 +22,15 @@ def history(tmp_path) -> tuple[LocalStore, dict[str, list[BackupId]]]:
     for bid, ok in ((rdbs[-1], False), (rdbs[-3], True), (rdbs[-5], True)):
         record_verification(store, bid, {"ok": ok, "kind": "drill" if ok else "verify"})
     return store, {"full": fulls, "oplog": slices, "rdb": rdbs}
+
+
+@pytest.fixture
+def history(tmp_path):
+    """A fresh history per test (retention tests delete from it)."""
+    return build_history(tmp_path / "backups")
+
+
+@pytest.fixture(scope="module")
+def shared_history(tmp_path_factory):
+    """One history for a module of read-only tests (the catalog never writes)."""
+    return build_history(tmp_path_factory.mktemp("history") / "backups")

@@ -28,10 +28,10 @@ class CountingStore(LocalStore):
             yield f
 
 
-def test_list_is_one_listing_and_no_manifest_reads(history):
-    store = CountingStore(history[0].root)
+def test_list_is_one_listing_and_no_manifest_reads(shared_history):
+    store = CountingStore(shared_history[0].root)
     entries = Catalog([store]).list("critical_data", "mongodb", "full")
-    assert [e.bid for e in entries] == list(reversed(history[1]["full"]))  # newest first
+    assert [e.bid for e in entries] == list(reversed(shared_history[1]["full"]))  # newest first
     assert (store.lists, store.reads) == (1, 0)
     assert all(e.complete_in == ["local"] and e.size > 0 for e in entries)
 
@@ -41,8 +41,8 @@ def test_list_is_one_listing_and_no_manifest_reads(history):
     assert stamps == sorted(stamps, reverse=True) and everything[0].bid.stamp == NOW
 
 
-def test_newest_verified_reads_only_the_records_it_needs(history):
-    store = CountingStore(history[0].root)
+def test_newest_verified_reads_only_the_records_it_needs(shared_history):
+    store = CountingStore(shared_history[0].root)
     catalog = Catalog([store])
     newest = catalog.newest("operational_data", "redis_cache", "rdb")
     assert newest.bid.stamp == RDBS[-1] and store.reads == 0
@@ -52,8 +52,8 @@ def test_newest_verified_reads_only_the_records_it_needs(history):
     assert catalog.newest("critical_data", "mongodb", verified_only=True) is None
 
 
-def test_newest_before_a_time_uses_the_consistent_point(history):
-    store = CountingStore(history[0].root)
+def test_newest_before_a_time_uses_the_consistent_point(shared_history):
+    store = CountingStore(shared_history[0].root)
     catalog = Catalog([store])
     target = FULLS[70] + HOUR / 2  # full 70 is taken but its data ends at +1h: not usable yet
     found = catalog.newest("critical_data", "mongodb", before=target)
@@ -63,11 +63,11 @@ def test_newest_before_a_time_uses_the_consistent_point(history):
     assert catalog.newest("critical_data", "mongodb", before=FULLS[0]) is None
 
 
-def test_find_lists_only_that_backup(history):
-    store = CountingStore(history[0].root)
-    bid = history[1]["oplog"][42]
+def test_find_lists_only_that_backup(shared_history):
+    store = CountingStore(shared_history[0].root)
+    bid = shared_history[1]["oplog"][42]
     entry = Catalog([store]).find(str(bid))
     assert entry.bid == bid and store.lists == 1 and store.reads == 0
-    assert entry.manifest().previous_id == str(history[1]["oplog"][41])
+    assert entry.manifest().previous_id == str(shared_history[1]["oplog"][41])
     assert entry.to_dict(with_verification=False)["taken_at"] == bid.stamp.isoformat().replace("+00:00", "Z")
     assert Catalog([store]).find("critical_data.mongodb.full.20990101T000000Z") is None
