@@ -28,7 +28,7 @@ from backup_dr.core.verify import latest_verification
 log = logging.getLogger(__name__)
 
 #: Where a manifest's ``consistent_point`` holds the end / start of the data it covers.
-END_KEYS = ("end", "end_ts", "end_optime", "end_time", "until")
+END_KEYS = ("end", "end_ts", "end_optime", "end_time", "until", "time")  # "time": Redis snapshot time
 START_KEYS = ("start", "start_ts", "start_optime", "start_time", "from")
 
 Point = tuple[float, int]  # (UNIX seconds, increment): orders BSON Timestamps and times alike
