@@ -8,14 +8,22 @@
 * ``fingerprint(r)``: DEBUG DIGEST (all dbs, every value; it ignores TTLs), per-db DBSIZE,
   PEXPIRETIME of a sample of keys with a TTL, stream groups and pending entries: what
   "restored equals source" means in these tests.
+* ``RestartableRedis``: a server that ``restart_redis.py`` (a data_dir restore's restart
+  command) can stop and start again.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from backup_dr.core.connections import ConnInfo
+from backup_dr.devstack.servers import RedisServer
 
 PASSWORD = "redis-test-secret"
 BACKUP_USER, BACKUP_PW = "backup", "backup-user-secret"
@@ -73,8 +81,8 @@ def seed_all(r, dbs: dict[int, int] = DBS) -> None:
         seed(r, db, n)
 
 
-def fingerprint(r) -> dict:
-    """What must survive a backup round trip, byte for byte."""
+def fingerprint(r, prefix: str = "k") -> dict:
+    """What must survive a backup round trip, byte for byte (``prefix`` as given to :func:`seed`)."""
     out = {"digest": r.execute_command("DEBUG", "DIGEST"), "dbsize": {}, "pexpiretime": {}, "streams": {}}
     for db in range(16):
         r.execute_command("SELECT", db)
@@ -82,12 +90,12 @@ def fingerprint(r) -> dict:
         if not size:
             continue
         out["dbsize"][db] = size
-        for i in range(3, DBS.get(db, 0) + 1, 970):  # i % 10 == 3 carry a TTL: every 97th of them, all types
-            key = f"k{db}:{i % 8}:{i}"
+        for i in range(3, size + 1, 970):  # i % 10 == 3 carry a TTL: every 97th of them, all types
+            key = f"{prefix}{db}:{i % 8}:{i}"
             out["pexpiretime"][(db, key)] = r.execute_command("PEXPIRETIME", key)
-        out["pexpiretime"][(db, "kbig:list")] = r.execute_command("PEXPIRETIME", "kbig:list")
+        out["pexpiretime"][(db, f"{prefix}big:list")] = r.execute_command("PEXPIRETIME", f"{prefix}big:list")
         for s in range(2):
-            stream = f"kevents:{s}"
+            stream = f"{prefix}events:{s}"
             if r.exists(stream):
                 groups = [(g["name"], g["pending"], g["last-delivered-id"]) for g in r.xinfo_groups(stream)]
                 pending = [(p["message_id"], p["consumer"]) for p in r.xpending_range(stream, "indexer", "-", "+", 1000)]
@@ -99,3 +107,58 @@ def fingerprint(r) -> dict:
 
 def conn_for(server, user: str | None = None, password: str | None = PASSWORD, conn_id: str = "redis_cache") -> ConnInfo:
     return ConnInfo(conn_id, "redis", "127.0.0.1", server.port, user, password)
+
+
+class RestartableRedis(RedisServer):
+    """A devstack RedisServer that the restart script can stop and start again daemonized.
+
+    The config gets a ``pidfile``; the restart script (an argv list, no secrets: the password
+    stays in the 0600 config file) SIGTERMs that PID and runs ``redis-server <config>
+    --daemonize yes``. Cleanup stops whichever PID the pidfile names, and only that.
+    """
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        self.pidfile = self.workdir / "redis.pid"
+        self.extra = {**self.extra, "pidfile": str(self.pidfile)}
+
+    def restart_command(self, *flags: str) -> tuple[str, ...]:
+        return (sys.executable, str(RESTART_SCRIPT), "--config", str(self.config_path), "--pidfile", str(self.pidfile),
+                "--port", str(self.port), *flags)
+
+    def restart_now(self, timeout: float = 30.0) -> None:
+        """Run the plain restart command and wait until the server serves again."""
+        subprocess.run(self.restart_command(), check=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.ready():
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not come back after a restart")
+
+    def cleanup(self) -> None:
+        super().stop()
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid and _is_redis_server(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while self.pidfile.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            except ProcessLookupError:
+                pass
+        super().cleanup()
+
+
+def _is_redis_server(pid: int) -> bool:
+    """Guard against a stale pidfile naming a reused PID: only ever signal a redis-server."""
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -155,11 +155,23 @@ def _swap_in(data_dir: Path, stage: Path, safety: Path, settings: dict) -> list[
     return undo
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _undo(undo: list[tuple[Path, Path | None]]) -> None:
+    """Remove the placed files, then move the safety copy back. Whatever now sits where a safety
+    file goes back (e.g. an AOF directory the restarted server created) came from the failed
+    attempt and is removed first."""
     for path, back_to in undo:
-        if back_to is None:  # a placed file: remove it
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if back_to is None:
+            _remove(path)
         else:
+            if back_to.exists() or back_to.is_symlink():
+                _remove(back_to)
             os.rename(path, back_to)
 
 
@@ -238,27 +250,30 @@ def _roll_back(conn, source, settings, undo, safety: Path, run_id, before_keys, 
     cause = redact(str(failure), conn.secrets)
     log.error("redis restore of %s failed (%s); rolling back", source.name, cause)
     try:
-        _undo(undo)
-        if safety.is_dir() and not any(safety.iterdir()):
-            safety.rmdir()
-        still_old = False
         try:
             with redis_client(conn, timeout=5) as r:
                 still_old = r.info("server")["run_id"] == run_id
-                if still_old:  # the restart never happened: only undo the runtime changes
-                    r.config_set("save", settings["save"])
-                    if settings["appendonly"] == "yes":
-                        r.config_set("appendonly", "yes")
+                if not still_old:  # a new process serves the failed restore: it must not write on its way down
+                    r.config_set("appendonly", "no")
+                    r.config_set("save", "")
         except redis.RedisError:
-            still_old = False
-        if not still_old:
+            still_old = False  # down: nothing to quiesce
+        _undo(undo)
+        if safety.is_dir() and not any(safety.iterdir()):
+            safety.rmdir()
+        if still_old:  # the restart never happened: the old process still holds the old data
+            with redis_client(conn, timeout=30) as r:
+                r.config_set("save", settings["save"])
+                if settings["appendonly"] == "yes":
+                    r.config_set("appendonly", "yes")
+        else:
             _run_restart(source, conn, restart_timeout)
         state, _ = _wait_serving(conn, load_timeout)
         keys = state["keys"]
         problems = compare_counts(before_keys, before_expires, keys, allow_extra=True)
         if problems:
             raise RestoreError("after the rollback the server's key counts differ from before: " + "; ".join(problems))
-    except (BackupDRError, OSError) as e:
+    except (BackupDRError, OSError, redis.RedisError) as e:
         log.error("rollback of the redis restore of %s failed: %s", source.name, redact(str(e), conn.secrets))
         return RestoreError(
             f"redis restore of {source.name!r} failed AND the rollback failed: {redact(str(e), conn.secrets)}",
