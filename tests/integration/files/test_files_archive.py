@@ -244,3 +244,37 @@ def test_large_file_growing_mid_read_stores_its_first_bytes(tmp_path, new_writer
     assert [c["path"] for c in manifest.details["changed_while_read"]] == ["active.log"]
     restore_files(store, manifest, tmp_path / "out", workdir=tmp_path / "work")
     assert (tmp_path / "out" / "active.log").read_bytes() == original
+
+
+def test_archiving_streams_large_files_in_bounded_memory(tmp_path, new_writer, store):
+    import tracemalloc
+
+    src = tmp_path / "src"
+    src.mkdir()
+    big = os.urandom(32 * 1024 * 1024)
+    (src / "upload.bin").write_bytes(big)
+    tracemalloc.start()
+    try:
+        manifest = backup_files(FilesSource("big", str(src)), new_writer("big"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"Python heap peaked at {peak / 2**20:.1f} MiB for a 32 MiB file"
+    restore_files(store, manifest, tmp_path / "out", workdir=tmp_path / "work")
+    assert (tmp_path / "out" / "upload.bin").read_bytes() == big
+
+
+def test_odd_names_long_paths_and_old_mtimes_round_trip(tmp_path, new_writer, store, snapshot_tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkdir(os.fsencode(src) + b"/caf\xe9")  # not UTF-8: a legacy Latin-1 name
+    Path(os.fsdecode(os.fsencode(src) + b"/caf\xe9/men\xfc.txt")).write_bytes(b"latin-1 name\n")
+    deep = src / ("a" * 60) / ("b" * 60) / ("c" * 60)
+    deep.mkdir(parents=True)
+    (deep / ("long-" + "x" * 120 + ".txt")).write_text("deep\n")
+    (src / "1969.txt").write_text("before the epoch\n")
+    os.utime(src / "1969.txt", ns=(-1_250_000_000, -1_250_000_000))
+    manifest = backup_files(FilesSource("odd", str(src)), new_writer("odd"))
+    assert "caf\\xe9" in manifest.details["top_level"]  # readable in the JSON manifest
+    restore_files(store, manifest, tmp_path / "out", workdir=tmp_path / "work")
+    assert snapshot_tree(tmp_path / "out") == snapshot_tree(src)

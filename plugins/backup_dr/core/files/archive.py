@@ -38,7 +38,7 @@ from backup_dr.core.artifacts.manifest import Manifest, iso
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import NotFoundError, SourceError
-from backup_dr.core.files.selection import MAX_LISTED, Candidate, Selection, SourceUnreadableError
+from backup_dr.core.files.selection import MAX_LISTED, Candidate, Selection, SourceUnreadableError, display_path
 from backup_dr.core.files.tarstream import (
     CODECS, ShortReadError, TarStreamWriter, archive_suffix, compressing, make_tarinfo,
 )
@@ -167,12 +167,13 @@ class _ArchiveBuilder:
 
     def _written(self, cand: Candidate) -> None:
         if "/" not in cand.relpath and len(self.top_level) < MAX_LISTED:
-            self.top_level.append(cand.relpath)
+            self.top_level.append(display_path(cand.relpath))
 
     def _changed(self, relpath: str, reason: str) -> None:
-        log.warning("%s %s", relpath, reason)
+        shown = display_path(relpath)
+        log.warning("%s %s", shown, reason)
         if len(self.changed) < MAX_LISTED:
-            self.changed.append({"path": relpath, "reason": reason})
+            self.changed.append({"path": shown, "reason": reason})
 
     def _add_file(self, cand: Candidate) -> None:
         for attempt in range(1, READ_ATTEMPTS + 1):
@@ -183,14 +184,14 @@ class _ArchiveBuilder:
                 return
             except PermissionError as e:
                 raise SourceUnreadableError(
-                    f"cannot read {cand.path}: permission denied", detail=str(e),
+                    f"cannot read {display_path(cand.path)}: permission denied", detail=str(e),
                     hint="give the backup worker read access to it, or add it to the source's `exclude` globs",
                 ) from e
             except OSError as e:
                 if e.errno == errno.ELOOP:
                     self.selection.skip(cand.relpath, "was replaced by a symlink while being archived")
                     return
-                raise SourceError(f"cannot open {cand.path}: {e.strerror}") from e
+                raise SourceError(f"cannot open {display_path(cand.path)}: {e.strerror}") from e
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
@@ -231,7 +232,7 @@ class _ArchiveBuilder:
             self.tar.add(make_tarinfo(cand.relpath, st, size=st.st_size), _read_upto(fd, st.st_size, self.progress))
         except ShortReadError as e:
             raise SourceError(
-                f"{cand.path} shrank from {e.expected} to {e.got} bytes while being archived",
+                f"{display_path(cand.path)} shrank from {e.expected} to {e.got} bytes while being archived",
                 detail="a tar entry cannot be taken back once its header is written, so this archive was "
                        "discarded and no manifest written",
                 hint="a retry normally succeeds (log rotation, a rewrite); if the file is rewritten constantly, "

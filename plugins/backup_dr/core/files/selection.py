@@ -68,6 +68,11 @@ def _kind_of_special(mode: int) -> str:
     return "special file"
 
 
+def display_path(relpath: str) -> str:
+    """A path as it may appear in a manifest (JSON, UTF-8): undecodable bytes become ``\\xNN``."""
+    return os.fsencode(relpath).decode("utf-8", "backslashreplace")
+
+
 def link_escapes(relpath: str, target: str) -> bool:
     """True if a symlink at ``relpath`` pointing to ``target`` leaves the tree (lexically)."""
     if target.startswith("/"):
@@ -93,10 +98,11 @@ class Selection:
 
     def skip(self, relpath: str, reason: str) -> None:
         """Record (and log) an entry left out of the archive."""
-        log.warning("skipping %s: %s", relpath, reason)
+        shown = display_path(relpath)
+        log.warning("skipping %s: %s", shown, reason)
         self.skipped_count += 1
         if len(self.skipped) < MAX_LISTED:
-            self.skipped.append({"path": relpath, "reason": reason})
+            self.skipped.append({"path": shown, "reason": display_path(reason)})
 
     def _matches(self, patterns: tuple[str, ...], relpath: str, name: str) -> bool:
         return any(fnmatchcase(name, p) or fnmatchcase(relpath, p) for p in patterns)
