@@ -8,7 +8,7 @@ bounded by the queue (a few server batches), whatever the collection size.
 
 Consistency follows mongodump: metadata first, then the newest oplog timestamp (``start``),
 the data, the newest timestamp again (``end``), a check that the oplog still reaches
-``start``, and the entries in ``(start, end]`` that concern the database go into the
+``start`` (see :func:`.oplog.window`), and the entries in ``(start, end]`` that concern the database go into the
 archive's oplog slot. A restore that replays them is consistent at ``end``.
 """
 
@@ -196,9 +196,7 @@ def dump_database(client, database: str, sink, *, collections: list[str] | tuple
                 _dump_collection(db, meta, writer, result, metadata_only, progress_every)
             if use_oplog:
                 result.end = oplog_mod.newest_ts(client, rp)
-                oplog_mod.check_not_rolled_over(client, result.start, rp)
                 result.oplog_entries = _dump_oplog(client, database, result, writer, set(collections) if collections else None, rp)
-                oplog_mod.check_not_rolled_over(client, result.start, rp)
                 result.end_time = oplog_mod.ts_time(result.end)
             writer.finish()
         except BaseException:

@@ -48,6 +48,12 @@ def has_oplog(client) -> bool:
 
 
 def newest_ts(client, read_preference=None) -> Timestamp | None:
+    """The member's last written oplog timestamp: ``hello.lastWrite.opTime.ts`` (free), else
+    the newest oplog entry (a scan on servers without a fast ``$natural: -1``)."""
+    hello = client.admin.command("hello", read_preference=read_preference) if read_preference else client.admin.command("hello")
+    ts = ((hello.get("lastWrite") or {}).get("opTime") or {}).get("ts")
+    if isinstance(ts, Timestamp):
+        return ts
     doc = oplog_collection(client, read_preference).find_one({}, {"ts": 1}, sort=[("$natural", -1)])
     return doc["ts"] if doc else None
 
@@ -57,15 +63,20 @@ def oldest_ts(client, read_preference=None) -> Timestamp | None:
     return doc["ts"] if doc else None
 
 
+def _overflow(start: Timestamp, found: Timestamp | None) -> SourceError:
+    seen = f"the oldest entry read is {found.time}:{found.inc}" if found else "no entry at or after it is left"
+    return SourceError(
+        "oplog overflow: the oplog rolled over during the dump, so writes made while it ran are lost",
+        detail=f"the dump started at oplog time {start.time}:{start.inc}; {seen}",
+        hint="enlarge the oplog (replSetResizeOplog) or dump at a quieter time; the retry starts afresh",
+    )
+
+
 def check_not_rolled_over(client, start: Timestamp, read_preference=None) -> None:
     """The oplog must still hold ``start``; otherwise entries of the window are lost."""
     oldest = oldest_ts(client, read_preference)
     if oldest is not None and oldest > start:
-        raise SourceError(
-            "oplog overflow: the oplog rolled over during the dump, so writes made while it ran are lost",
-            detail=f"oldest oplog entry {oldest.time}:{oldest.inc} is newer than the dump's start {start.time}:{start.inc}",
-            hint="enlarge the oplog (replSetResizeOplog) or dump at a quieter time; the retry starts afresh",
-        )
+        raise _overflow(start, oldest)
 
 
 def _db_of(ns: str) -> str:
@@ -102,14 +113,22 @@ def command_collection(o: Mapping[str, Any], database: str) -> str | None:
     return None
 
 
-def window(client, database: str, start: Timestamp, end: Timestamp, *, collections: set[str] | None = None,
-           read_preference=None) -> Iterator[RawBSONDocument]:
-    """Oplog entries in ``(start, end]`` that concern the database, oldest first, as raw BSON."""
-    query = {
-        "ts": {"$gt": start, "$lte": end},
-        "ns": {"$in": [re.compile("^" + re.escape(database) + r"\."), "admin.$cmd"]},
-    }
+def window(client, database: str, start: Timestamp | None, end: Timestamp | None, *,
+           collections: set[str] | None = None, read_preference=None) -> Iterator[RawBSONDocument]:
+    """Oplog entries in ``(start, end]`` that concern the database, oldest first, as raw BSON.
+
+    No writes since ``start``: nothing to read (and no oplog scan). Otherwise the oplog must
+    still reach back to ``start`` AFTER the read; mongodump also checks before, but the oldest
+    entry only ever moves forward, so if it is still <= ``start`` afterwards nothing in the
+    window was truncated before or during the read (one oplog query saved).
+    """
+    if end is None or end == start:
+        return
+    ts_range = {"$gt": start, "$lte": end} if start is not None else {"$lte": end}
+    query = {"ts": ts_range, "ns": {"$in": [re.compile("^" + re.escape(database) + r"\."), "admin.$cmd"]}}
     coll = oplog_collection(client, read_preference).with_options(codec_options=RAW)
     for entry in coll.find(query, sort=[("$natural", 1)]):
         if touches(entry, database, collections):
             yield entry
+    if start is not None:
+        check_not_rolled_over(client, start, read_preference)
