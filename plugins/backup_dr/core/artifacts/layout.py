@@ -84,6 +84,15 @@ class BackupId:
         return self.prefix + MANIFEST
 
 
+def kind_for(source, *, metadata_only: bool = False) -> str:
+    """The artifact kind a policy source produces (``schema`` for a metadata-only MongoDB job)."""
+    if metadata_only:
+        return "schema"
+    if source.type == "redis":
+        return "aof" if getattr(source, "mode", None) == "aof" else "rdb"
+    return {"mongodb": "full", "files": "files", "git": "bundle"}[source.type]
+
+
 def class_prefix(backup_class: str | None = None, source: str | None = None) -> str:
     """Listing prefix for a class (and source) in a store."""
     if backup_class is None:

@@ -1,0 +1,1 @@
+"""Build Airflow DAGs from the validated policy (config -> typed model -> tasks -> DAG)."""

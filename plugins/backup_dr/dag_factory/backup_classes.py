@@ -1,0 +1,135 @@
+"""One DAG per backup class: ``backup_<class>``.
+
+Shape (critical_data shown; the other classes add one branch per source)::
+
+    backup_mongodb ──> replicate_mongodb[s3, gcs] ──┐
+          │  (critical: the rest stops if it fails)  ├──> prune
+          └──> backup_redis_cache ──> replicate_…  ──┘
+
+* Each source is dumped into the class's first store (local staging), with the seed
+  orchestrator's priority (``priority_weight``) and timeout (``execution_timeout``).
+* ``replicate_<source>`` is mapped over the class's other stores (dynamic task mapping):
+  each store uploads, verifies every byte client-side, then writes its manifest LAST.
+* A job marked ``critical`` gates every other job: if the critical MongoDB backup fails,
+  the remaining jobs end ``upstream_failed`` and the failure alert goes out (the seed's
+  "stop on critical failure" rule, as trigger rules instead of a hand-written loop).
+* ``prune`` applies the class retention only when the whole run succeeded.
+"""
+
+from __future__ import annotations
+
+from backup_dr.core.durations import format_duration
+from backup_dr.core.policy_model import BackupClass, Job, Policy
+from backup_dr.dag_factory.common import (
+    START_DATE,
+    TAG,
+    deadlines,
+    default_args,
+    objective_md,
+    timetable,
+)
+
+_OPERATORS = {
+    "mongodb": ("backup_dr.operators.backup", "MongoDumpOperator"),
+    "redis": ("backup_dr.operators.backup", "RDBSnapshotOperator"),
+    "files": ("backup_dr.operators.backup", "FileArchiveOperator"),
+    "git": ("backup_dr.operators.backup", "GitBundleOperator"),
+}
+
+
+def _operator_class(source_type: str):
+    import importlib
+
+    module, name = _OPERATORS[source_type]
+    return getattr(importlib.import_module(module), name)
+
+
+def job_task_id(job: Job) -> str:
+    return f"backup_{job.source}" + ("_schema" if job.metadata_only else "")
+
+
+def _doc(policy: Policy, cls: BackupClass) -> str:
+    rows = []
+    for job in cls.jobs:
+        src = policy.sources[job.source]
+        what = getattr(src, "database", None) or getattr(src, "path", None) or getattr(src, "conn_id", "")
+        extra = " (schema only)" if job.metadata_only else (f" collections: {', '.join(job.collections)}" if job.collections else "")
+        rows.append(
+            f"| `{job_task_id(job)}` | {src.type} `{job.source}` {what}{extra} | {job.priority} | "
+            f"{format_duration(job.timeout)} | {'yes' if job.critical else ''} |"
+        )
+    when = cls.schedule.cron or ("on each deploy: Asset `" + str(cls.schedule.asset_uri) + "`" if cls.schedule.kind == "on_deploy" else "manual")
+    return (
+        f"# Backup class `{cls.name}`\n\n{cls.description}\n\n"
+        f"- **Schedule**: `{when}` ({policy.defaults.timezone})\n"
+        f"- {objective_md(cls.objective.rpo, cls.objective.rto)} ({cls.objective.name})\n"
+        f"- **Retention**: {cls.retention.text}; the newest verified backup of each source is always kept\n"
+        f"- **Stores**: {', '.join(cls.stores)} (staged in `{cls.stores[0]}`, then replicated and verified byte for byte)\n"
+        f"- **Deadline**: an alert fires if a run has not finished {format_duration(cls.objective.rpo)} after it was queued\n\n"
+        "| task | protects | priority | timeout | critical |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "Restore without Airflow: `python -m backup_dr list --class " + cls.name + "` then "
+        "`python -m backup_dr restore ...` (see the README's runbook)."
+    )
+
+
+def build_backup_dag(policy: Policy, cls: BackupClass):
+    from airflow.sdk import DAG, Param
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    from backup_dr.operators.stores import PruneOperator, ReplicateOperator
+
+    dag_id = f"backup_{cls.name}"
+    params = {}
+    if cls.schedule.kind == "on_deploy":
+        params = {
+            "ref": Param("HEAD", type="string", description="git ref that was deployed (the Asset event's extra.ref wins)"),
+            "image": Param("", type="string", description="container image reference, e.g. registry/api:1.2.3"),
+            "image_digest": Param("", type="string", description="image digest, sha256:..."),
+        }
+    with DAG(
+        dag_id=dag_id,
+        schedule=timetable(policy, cls.schedule),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=[TAG, "backup", cls.name, cls.objective.name],
+        default_args=default_args(policy, f"backup class {cls.name}"),
+        doc_md=_doc(policy, cls),
+        params=params,
+        deadline=deadlines(policy, what=f"backup class {cls.name}", deadline="RPO", interval=cls.objective.rpo),
+        dagrun_timeout=None,
+    ) as dag:
+        remote = [s for s in cls.stores[1:]]
+        critical_tasks, other_tails, tails = [], [], []
+        for job in cls.jobs:
+            src = policy.sources[job.source]
+            kwargs = dict(
+                task_id=job_task_id(job),
+                backup_class=cls.name,
+                source=job.source,
+                priority_weight=max(1, 100 - 10 * job.priority),
+                weight_rule="absolute",
+                execution_timeout=job.timeout,
+                doc_md=f"Back up `{job.source}` ({src.type}) into `{cls.stores[0]}`; manifest written last.",
+            )
+            if src.type == "mongodb":
+                kwargs.update(collections=list(job.collections) or None, metadata_only=job.metadata_only)
+            backup = _operator_class(src.type)(**kwargs)
+            tail = backup
+            if remote:
+                tail = ReplicateOperator.partial(
+                    task_id=f"replicate_{job_task_id(job)[len('backup_'):]}",
+                    backup=XComArg(backup),
+                    priority_weight=max(1, 100 - 10 * job.priority),
+                    weight_rule="absolute",
+                    execution_timeout=job.timeout,
+                ).expand(store=remote)
+                backup >> tail
+            tails.append(tail)
+            (critical_tasks if job.critical else other_tails).append(backup)
+        for crit in critical_tasks:
+            for other in other_tails:
+                crit >> other
+        prune = PruneOperator(task_id="prune", backup_class=cls.name, doc_md="Apply the class retention (plan logged first).")
+        tails >> prune
+    return dag

@@ -1,0 +1,54 @@
+"""Entry points the DAG files call: read the policy once, build in sorted order, register.
+
+One bad entry must not take the other DAGs down: the policy is loaded leniently (broken
+entries are dropped and listed), each DAG is built in its own try block, and a broken
+entry becomes a failing, alerting DAG of the same id. Only a policy that cannot be read
+at all (YAML syntax, alerts section) raises, which Airflow shows as an import error of
+the DAG file.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from backup_dr.core.policy import default_policy_path, load_policy
+from backup_dr.core.policy_model import Policy
+from backup_dr.dag_factory.common import broken_entries, build_policy_error_dag, should_build
+
+log = logging.getLogger(__name__)
+
+
+def _policy() -> Policy:
+    return load_policy(default_policy_path(), strict=False)
+
+
+def _register(namespace: dict[str, Any], policy: Policy, dag_id: str, build: Callable[[], Any], what: str) -> None:
+    if not should_build(dag_id):
+        return
+    try:
+        namespace[dag_id] = build()
+    except Exception as e:  # noqa: BLE001 - isolate one DAG's failure from the others
+        log.exception("building %s failed", dag_id)
+        namespace[dag_id] = build_policy_error_dag(policy, dag_id, [("", f"{type(e).__name__}: {e}")], what)
+
+
+def register_backup_dags(namespace: dict[str, Any]) -> None:
+    from backup_dr.dag_factory.backup_classes import build_backup_dag
+
+    policy = _policy()
+    for name in sorted(policy.classes):
+        cls = policy.classes[name]
+        _register(namespace, policy, f"backup_{name}", lambda cls=cls: build_backup_dag(policy, cls), f"backup class {name}")
+    for name, issues in sorted(broken_entries(policy, "classes").items()):
+        dag_id = f"backup_{name}"
+        if should_build(dag_id):
+            namespace[dag_id] = build_policy_error_dag(policy, dag_id, issues, f"backup class {name}")
+
+
+def register_ops_dags(namespace: dict[str, Any]) -> None:
+    from backup_dr.dag_factory.ops import build_drill_dag, build_health_dag
+
+    policy = _policy()
+    _register(namespace, policy, "ops_backup_health", lambda: build_health_dag(policy), "backup health monitor")
+    _register(namespace, policy, "ops_restore_drill", lambda: build_drill_dag(policy), "restore drill")

@@ -1,0 +1,152 @@
+"""Restore drills and the health monitor.
+
+``VerifyRestoreOperator`` proves a backup is restorable by restoring it into a SCRATCH
+target (a separate MongoDB instance, a fresh redis-server, a temp directory), checking it
+against the manifest and timing it; the result is kept as a ``drill`` record next to the
+backup, which the health check and the UI read. ``BackupHealthOperator`` is the RPO check.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import timedelta
+from typing import Any, Sequence
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from backup_dr.core.durations import format_duration
+from backup_dr.core.errors import BackupDRError, VerificationError
+from backup_dr.operators._common import get_policy, local_store, mongo_client, open_store, translate_errors
+
+
+def _drill(manifest, store, policy, workdir: str) -> dict[str, Any]:
+    """Restore ``manifest`` from ``store`` into a scratch target; returns ok/seconds/problems."""
+    kind = manifest.source_type
+    t0 = time.monotonic()
+    if kind == "mongodb":
+        from backup_dr.core.mongo.backup import verify_restore
+
+        if not policy.ops.scratch_mongodb_conn_id:
+            raise AirflowFailException("ops.drill_scratch.mongodb_conn_id is not set: MongoDB drills need a scratch instance")
+        client = mongo_client(policy.ops.scratch_mongodb_conn_id)
+        try:
+            res = verify_restore(client, store, manifest, workdir=workdir)
+        finally:
+            client.close()
+        return {"ok": res.ok, "restore_seconds": round(res.seconds, 3), "problems": res.problems, "details": res.as_dict()}
+    if kind == "redis":
+        from backup_dr.core.redis.verify import verify_rdb_restore
+
+        rep = verify_rdb_restore(store, manifest, workdir=workdir, raise_on_mismatch=False)
+        return {"ok": rep["ok"], "restore_seconds": rep["total_seconds"], "problems": rep["problems"],
+                "details": {k: rep[k] for k in ("load_seconds", "expected", "restored", "sampled_keys", "warnings")}}
+    if kind == "files":
+        from backup_dr.core.files import restore_files
+
+        res = restore_files(store, manifest, f"{workdir}/restored", workdir=f"{workdir}/fetch")
+        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": res.as_dict()}
+    if kind == "git":
+        from backup_dr.core.gitbundle import restore_git
+
+        res = restore_git(store, manifest, f"{workdir}/restored", f"{workdir}/fetch")
+        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": vars(res)}
+    raise AirflowFailException(f"no drill for source type {kind!r}")
+
+
+class VerifyRestoreOperator(BaseOperator):
+    """Drill: restore the newest backup of a class/source into a scratch target and check it.
+
+    Fails (and so alerts) when verification fails or the measured restore time exceeds the
+    class RTO. The drill record (``kind: drill``, ``restore_seconds``, ``rto_seconds``) is
+    written next to the backup in the store it was restored from.
+
+    :param backup_class: policy class (templated)
+    :param source: policy source (templated)
+    :param kind: artifact kind (full, schema, rdb, aof, files, bundle)
+    :param store: store to restore from (templated); default the class's last store, the
+        copy a disaster would leave you with
+    """
+
+    template_fields: Sequence[str] = ("backup_class", "source", "store")
+    ui_color = "#fdf6e3"
+
+    def __init__(self, *, backup_class: str, source: str, kind: str, store: str | None = None, policy_path: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.backup_class = backup_class
+        self.source = source
+        self.kind = kind
+        self.store = store
+        self.policy_path = policy_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from backup_dr.core.catalog import Catalog
+        from backup_dr.core.verify import record_verification
+
+        policy = get_policy(self.policy_path)
+        cls = policy.classes[self.backup_class]
+        with translate_errors():
+            stores = {n: open_store(policy.stores[n]) for n in cls.stores}
+            catalog = Catalog(stores)
+            entry = catalog.newest(cls.name, self.source, self.kind)
+            if entry is None:
+                raise AirflowSkipException(f"no {self.kind} backup of {cls.name}/{self.source} yet: nothing to drill")
+            name = self.store if self.store in entry.complete_in else next(n for n in reversed(cls.stores) if n in entry.complete_in)
+            manifest = entry.manifest()
+            self.log.info("drill: restoring %s from %s (%s) to a scratch target", entry.backup_id, name, stores[name].describe())
+            with tempfile.TemporaryDirectory(prefix="backup-dr-drill-") as workdir:
+                try:
+                    result = _drill(manifest, stores[name], policy, workdir)
+                except (VerificationError, BackupDRError) as e:
+                    result = {"ok": False, "restore_seconds": None, "problems": [e.message], "details": {"error": str(e)}}
+            rto = cls.objective.rto.total_seconds()
+            record = {"kind": "drill", "ok": result["ok"], "restore_seconds": result["restore_seconds"], "rto_seconds": rto,
+                      "problems": result["problems"], "details": result["details"], "dag_run": context["run_id"]}
+            record_verification(stores[name], manifest, record)
+        summary = {"backup_id": entry.backup_id, "store": name, "ok": result["ok"], "restore_seconds": result["restore_seconds"],
+                   "rto_seconds": rto, "problems": result["problems"]}
+        if not result["ok"]:
+            raise AirflowFailException(f"drill FAILED for {entry.backup_id} from {name}: " + "; ".join(result["problems"]))
+        if result["restore_seconds"] > rto:
+            raise AirflowFailException(
+                f"drill restored {entry.backup_id} in {format_duration(timedelta(seconds=result['restore_seconds']))}, "
+                f"over the class RTO {format_duration(cls.objective.rto)}: recovery would miss its objective"
+            )
+        self.log.info("drill OK: %s restored from %s in %.2fs (RTO %s)", entry.backup_id, name, result["restore_seconds"],
+                      format_duration(cls.objective.rto))
+        return summary
+
+
+class BackupHealthOperator(BaseOperator):
+    """The RPO / health monitor: age of the newest verified backup per class, source and store vs
+    the RPO, store reachability and capacity, last drill vs RTO. Saves the JSON report in the
+    local store and sends an alert (email + Slack) with the reasons when not healthy."""
+
+    ui_color = "#eef8e8"
+
+    def __init__(self, *, policy_path: str | None = None, alert: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.policy_path = policy_path
+        self.alert = alert
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from backup_dr.alerts import send_alert
+        from backup_dr.core.health import check_health, prune_reports, save_report
+
+        policy = get_policy(self.policy_path)
+        stores = {}
+        for name, spec in policy.stores.items():
+            try:
+                stores[name] = open_store(spec)
+            except BackupDRError as e:
+                self.log.error("store %s cannot be opened: %s", name, e)
+        report = check_health(policy, stores)
+        local = local_store(policy)
+        key = save_report(local, report)
+        prune_reports(local)
+        data = report.to_dict()
+        self.log.info("health: %s (report %s)\n  %s", report.status, key, "\n  ".join(report.reasons) or "all good")
+        if self.alert and report.status != "healthy":
+            send_alert(policy.alerts, report.status, f"backup health is {report.status.upper()}", report.reasons[:30], context)
+        return {"status": report.status, "reasons": report.reasons, "report_key": key}
