@@ -118,7 +118,7 @@ def backup_files(source: FilesSource, writer: ArtifactWriter, *, now: datetime |
                 builder.run(TarStreamWriter(sink))
         root_st = root.stat()
         details = {
-            "source_path": str(root),
+            "source_path": display_path(str(root)),
             "archive": name,
             "include": list(source.include),
             "exclude": list(source.exclude),
