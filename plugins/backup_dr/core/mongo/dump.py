@@ -20,12 +20,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from bson import Timestamp
 from pymongo import read_preferences
 
-from backup_dr import TOOL_NAME, __version__
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.mongo import oplog as oplog_mod
 from backup_dr.core.mongo.archive import OPLOG_COLLECTION, OPLOG_DB, PreludeEntry
@@ -201,6 +199,10 @@ def dump_database(client, database: str, sink, *, collections: list[str] | tuple
             writer.finish()
         except BaseException:
             writer.error = writer.error or RuntimeError("dump aborted")
+            try:  # let the writer thread end instead of waiting on the queue forever
+                writer.q.put_nowait(_WriterThread._STOP)
+            except queue.Full:
+                pass
             sink.discard()
             raise
         sink.close()
