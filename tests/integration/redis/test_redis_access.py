@@ -116,6 +116,36 @@ def test_server_killed_mid_transfer_leaves_nothing(tmp_path, new_writer, store):
         _nothing_written(store, writer)
 
 
+def test_stalled_master_times_out_and_leaves_nothing(tmp_path, new_writer, store):
+    with RedisServer(tmp_path / "stalls", password=PASSWORD, extra={"rdbcompression": "no"}) as server, server.client() as r:
+        r.execute_command("DEBUG", "POPULATE", 400_000, "key", 100)
+        sleepers = []
+
+        def stall_the_master(received: int) -> None:  # its event loop stops relaying the snapshot
+            if not sleepers:
+                sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", 3))
+                sleeper.start()
+                sleepers.append(sleeper)
+
+        writer = new_writer("rdb")
+        try:
+            with pytest.raises(SourceError) as e:
+                backup_redis(conn_for(server), SOURCE, writer, idle_timeout=1, on_chunk=stall_the_master)
+        finally:
+            for t in sleepers:
+                t.join()
+        assert "no data for 1s after" in str(e.value) and e.value.retryable
+        _nothing_written(store, writer)
+
+
+def test_aof_mode_on_a_server_without_aof_says_so(seeded_redis, new_writer, store):
+    writer = new_writer("aof")
+    source = RedisSource("redis_cache", "redis_cache", mode="aof", data_dir=str(seeded_redis.data_dir))
+    with pytest.raises(ConnectionConfigError, match="AOF is off on this server"):
+        backup_redis(conn_for(seeded_redis), source, writer)
+    _nothing_written(store, writer)
+
+
 def test_disk_sync_master_is_refused_unless_allowed(tmp_path, new_writer, store, caplog):
     with RedisServer(tmp_path / "disk", password=PASSWORD, extra={"repl-diskless-sync": "no"}) as server, server.client() as r:
         r.execute_command("DEBUG", "POPULATE", 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
@@ -49,7 +50,10 @@ def _source(server, **kw) -> RedisSource:
 
 def test_data_dir_restore_with_aof_enabled_comes_back_with_data(restartable, new_writer, store):
     server = restartable("prod", appendonly=True)
-    (server.data_dir / "appendonlydir").chmod(0o700)  # the restored directory must keep this mode
+    aof_dir = server.data_dir / "appendonlydir"
+    aof_dir.chmod(0o700)  # the restored directory must keep mode and owner of the one it replaces
+    owner = (1, 1) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(aof_dir, *owner)
     with server.client() as r:
         fp_a = _data_a(r)
     manifest = backup_redis(conn_for(server), _source(server), new_writer("rdb"))
@@ -64,7 +68,8 @@ def test_data_dir_restore_with_aof_enabled_comes_back_with_data(restartable, new
         assert r.info("persistence")["aof_enabled"] == 1  # the config file's AOF setting is untouched
         assert fingerprint(r) == fp_a  # NOT empty: the AOF trap is handled
     assert report["restored"] == manifest.counts and report["aof"] is True
-    assert stat.S_IMODE((server.data_dir / "appendonlydir").stat().st_mode) == 0o700
+    assert stat.S_IMODE(aof_dir.stat().st_mode) == 0o700
+    assert (aof_dir.stat().st_uid, aof_dir.stat().st_gid) == owner
     assert not list(server.data_dir.glob(".backup-dr-restore-*"))
 
     # the regression proper: with dump.rdb gone, another restart must load the data from the AOF

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from backup_dr.core.connections import ConnInfo
 from backup_dr.core.errors import ConnectionConfigError, IntegrityError, SourceError
 from backup_dr.core.policy_model import RedisSource
+from backup_dr.core.progress import Progress
 from backup_dr.core.redis.bgsave import config_get, server_data_dir
 from backup_dr.core.redis.client import keyspace_counts, target, translate
 from backup_dr.core.redis.rdb import check_stream, redis_check_tool
@@ -116,7 +117,7 @@ def _pause(r) -> bool:
         return False
 
 
-def _copy_prefix(src: Path, dest: Path, size: int | None) -> int:
+def _copy_prefix(src: Path, dest: Path, size: int | None, progress: Progress) -> int:
     """Copy ``src`` (its first ``size`` bytes when given); return bytes copied."""
     n = 0
     with open(src, "rb") as fin, open(dest, "wb") as fout:
@@ -126,6 +127,7 @@ def _copy_prefix(src: Path, dest: Path, size: int | None) -> int:
                 break
             fout.write(block)
             n += len(block)
+            progress.add(1, len(block))
     if size is not None and n < size:
         raise FileNotFoundError(f"{src} shrank while being copied")
     return n
@@ -173,9 +175,11 @@ def copy_aof_dir(r, conn: ConnInfo, source: RedisSource, dest: Path, *, attempts
                         "approximate on a busy server (grant +client|pause +client|unpause)", t.where, t.user)
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
+        progress = Progress(f"copy {src}", total_bytes=sum(sizes.values()), unit="chunks")
         try:
             for f in files:
-                _copy_prefix(src / f.name, dest / f.name, sizes[f.name] if (paused or f.type == "b") else None)
+                _copy_prefix(src / f.name, dest / f.name, sizes[f.name] if (paused or f.type == "b") else None, progress)
+            progress.done()
         except FileNotFoundError:
             log.info("%s: AOF files changed during the copy (attempt %d); again", t.where, attempt)
             continue

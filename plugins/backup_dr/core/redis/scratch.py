@@ -100,6 +100,8 @@ class ScratchRedis:
 
     def start(self, timeout: float = 600.0) -> "ScratchRedis":
         """Start and wait until the dataset is loaded; RestoreError (with Redis's log) if it fails."""
+        if self.proc is not None:
+            raise RuntimeError(f"{self!r} is already started")
         binary = redis_server_binary()
         self._place_files()
         for attempt in range(3):
