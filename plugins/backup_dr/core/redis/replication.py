@@ -122,11 +122,15 @@ def _handshake(rs: RespSocket, t: RedisTarget, allow_disk_sync: bool) -> bool:
     return rdb_only
 
 
-def _read_preamble(rs: RespSocket, t: RedisTarget, command: str) -> tuple[bytes, str | None, int | None, datetime]:
+def _read_preamble(rs: RespSocket, t: RedisTarget, command: str, deadline: float | None
+                   ) -> tuple[bytes, str | None, int | None, datetime]:
     """Skip keepalives; return the ``$`` line, replid, offset and when the sync was accepted."""
     replid = offset = None
     accepted = datetime.now(timezone.utc)
     while True:
+        if deadline is not None and time.monotonic() > deadline:
+            raise SourceError(f"{t.where}: the master did not start sending the snapshot within the time limit",
+                              hint="a large dataset takes a while to fork; raise the task timeout")
         try:
             line = rs.read_line()
         except socket.timeout:
@@ -178,7 +182,7 @@ def fetch_rdb(conn: ConnInfo, out: BinaryIO, *, connect_timeout: float = 10.0, i
         command = "PSYNC" if rdb_only else "SYNC"
         sock.settimeout(idle_timeout)
         rs.send_inline("PSYNC ? -1" if rdb_only else "SYNC")
-        line, replid, offset, accepted = _read_preamble(rs, t, command)
+        line, replid, offset, accepted = _read_preamble(rs, t, command, deadline)
         check = RdbStreamCheck(out, f"RDB from {t.where}")
         if line.startswith(b"$EOF:"):
             mark, length, transfer = line[5:], None, "diskless"
@@ -205,9 +209,9 @@ def fetch_rdb(conn: ConnInfo, out: BinaryIO, *, connect_timeout: float = 10.0, i
 def _stream_body(sock, rs: RespSocket, sink: RdbStreamCheck, t: RedisTarget, mark: bytes | None, length: int | None,
                  deadline: float | None, idle_timeout: float, on_chunk, buffer_size: int) -> int:
     """Copy the snapshot body into ``sink``; return its size (without the end mark)."""
-    buf = bytearray(max(buffer_size, 2 * _MARK, len(rs._buf) + _MARK))
+    pre = rs.take_buffered()  # snapshot bytes that arrived together with the "$" line
+    buf = bytearray(max(buffer_size, 2 * _MARK, len(pre) + _MARK))
     mv = memoryview(buf)
-    pre = rs.take_buffered()
     buf[: len(pre)] = pre
     pos, written = len(pre), 0
     remaining = length  # bulk form: bytes still expected

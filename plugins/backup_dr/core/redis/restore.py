@@ -62,13 +62,17 @@ def _runtime_settings(r, conn) -> dict[str, str | None]:
 def _stage(data_dir: Path, rdb: Path, settings: dict, stamp: str) -> Path:
     stage = data_dir / f".backup-dr-restore-{stamp}"
     stage.mkdir()
-    shutil.copyfile(rdb, stage / "dump.rdb")
-    if settings["appendonly"] == "yes":
-        aof = stage / "aof"
-        aof.mkdir()
-        base = f"{settings['appendfilename']}.1.base.rdb"
-        os.link(stage / "dump.rdb", aof / base)  # Redis never modifies a base file in place
-        (aof / f"{settings['appendfilename']}.manifest").write_text(f"file {base} seq 1 type b\n")
+    try:
+        shutil.copyfile(rdb, stage / "dump.rdb")
+        if settings["appendonly"] == "yes":
+            aof = stage / "aof"
+            aof.mkdir()
+            base = f"{settings['appendfilename']}.1.base.rdb"
+            os.link(stage / "dump.rdb", aof / base)  # Redis never modifies a base file in place
+            (aof / f"{settings['appendfilename']}.manifest").write_text(f"file {base} seq 1 type b\n")
+    except BaseException:  # e.g. the data dir's disk is full: nothing was touched yet
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return stage
 
 
