@@ -10,7 +10,7 @@ The worker introduces itself as a replica that only wants the snapshot, the way
                                 $EOF:<40-char mark> <rdb bytes> <mark>   (diskless), or
                                 $<length>\\r\\n <rdb bytes>               (disk-based)
 
-The snapshot is streamed to ``out`` through a fixed 4 MiB buffer (constant memory) and
+The snapshot is streamed to ``out`` through a fixed 1 MiB buffer (constant memory) and
 through :class:`RdbStreamCheck` (header and CRC-64 checked on the way).
 
 Safety: without ``+replconf`` both REPLCONFs fail with NOPERM and a PSYNC would still be
@@ -39,7 +39,7 @@ from backup_dr.core.redis.resp import ConnectionClosed, RespError, RespSocket
 log = logging.getLogger(__name__)
 
 _MARK = 40
-BUFFER = 4 * 1024 * 1024
+BUFFER = 1024 * 1024  # per flush: CRC, sha256 and write work on 1 MiB at a time
 
 
 @dataclass(frozen=True)
