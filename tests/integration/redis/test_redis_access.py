@@ -6,6 +6,7 @@ import hashlib
 import logging
 import socket
 import threading
+import tracemalloc
 
 import pytest
 
@@ -101,8 +102,14 @@ def test_connection_drop_mid_transfer_leaves_nothing_then_retry_succeeds(tmp_pat
         _nothing_written(store, writer)
         assert not list(store.root.rglob("*.rdb")) and not list(store.root.rglob(".tmp-*"))
 
-        manifest = backup_redis(conn_for(server), SOURCE, writer)  # the task's retry: same backup id
+        tracemalloc.start()  # numpy registers its buffers with tracemalloc too
+        try:
+            manifest = backup_redis(conn_for(server), SOURCE, writer)  # the task's retry: same backup id
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
         assert manifest.counts == {"db0": 400_000} and manifest.total_size > 40_000_000
+        assert peak < 16 * 1024 * 1024, f"memory grew with the snapshot: peak {peak / 1e6:.1f} MB"
         assert store.stat(writer.bid.key(RDB_FILE)).size == manifest.file(RDB_FILE).size
         assert backup_redis(conn_for(server), SOURCE, writer) == manifest  # a retry after success: no-op
 
