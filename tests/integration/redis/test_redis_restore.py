@@ -135,3 +135,21 @@ def test_data_dir_restore_needs_a_restart_command(restartable, new_writer, store
     with pytest.raises(RestoreRefused) as e:
         restore_data_dir(conn_for(server), _source(server), store, manifest)
     assert "needs data_dir and restart_command" in str(e.value)
+
+
+def test_restore_into_an_unreachable_server_touches_nothing(restartable, new_writer, store):
+    from backup_dr.core.errors import SourceError
+
+    server = restartable("prod", appendonly=False)
+    with server.client() as r:
+        r.set("a", 1)
+        r.save()
+    manifest = backup_redis(conn_for(server), _source(server), new_writer("rdb"))
+    before = sorted(p.name for p in server.data_dir.iterdir())
+    dump = (server.data_dir / "dump.rdb").read_bytes()
+    server.stop()
+    with pytest.raises(SourceError) as e:
+        restore_data_dir(conn_for(server), _source(server, restart_command=server.restart_command()), store, manifest)
+    assert "run CONFIG GET dir failed" in str(e.value) and "Connection refused" in str(e.value) and e.value.retryable
+    assert sorted(p.name for p in server.data_dir.iterdir()) == before
+    assert (server.data_dir / "dump.rdb").read_bytes() == dump

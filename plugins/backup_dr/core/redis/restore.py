@@ -187,6 +187,8 @@ def restore_data_dir(conn: ConnInfo, source: RedisSource, store: Store, manifest
     Returns a report (counts, seconds, safety copy path). Raises RestoreRefused before touching
     anything, or RestoreError saying whether the server was rolled back.
     """
+    import redis
+
     if not source.data_dir or not source.restart_command:
         raise RestoreRefused(f"redis source {source.name!r}: a data_dir restore needs data_dir and restart_command in the policy",
                              hint="set both, or restore into a scratch server (verify_rdb_restore / restore_to_scratch)")
@@ -205,10 +207,13 @@ def restore_data_dir(conn: ConnInfo, source: RedisSource, store: Store, manifest
                 expected, expected_expires = state["keys"], state["expires"]
                 rdb = work / "from-aof.rdb"
                 shutil.copyfile(s.save_rdb(), rdb)
-        with redis_client(conn, timeout=30) as r:
-            settings = _runtime_settings(r, conn)
-            before_keys, before_expires = keyspace_counts(r.info("keyspace"))
-            run_id = r.info("server")["run_id"]
+        try:
+            with redis_client(conn, timeout=30) as r:
+                settings = _runtime_settings(r, conn)
+                before_keys, before_expires = keyspace_counts(r.info("keyspace"))
+                run_id = r.info("server")["run_id"]
+        except redis.RedisError as e:  # nothing touched yet
+            raise translate(conn, e, "read the server's settings before the restore") from None
         if settings["dir"] and Path(settings["dir"]).resolve() != data_dir.resolve():
             log.warning("redis source %s: the server's dir is %s, data_dir is %s (a mount seen differently?)",
                         source.name, settings["dir"], data_dir)
