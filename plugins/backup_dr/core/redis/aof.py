@@ -149,10 +149,15 @@ def copy_aof_dir(r, conn: ConnInfo, source: RedisSource, dest: Path, *, attempts
     for attempt in range(1, attempts + 1):
         before = _wait_no_rewrite(r, conn, deadline)
         paused = _pause(r)
+        paused_at = time.monotonic()
+        drained = True
         try:
             if paused:  # let what was written before the pause reach the file (everysec may hold it back)
-                drain_until = time.monotonic() + _PAUSE_MS / 2000
-                while _info(r, conn, "persistence").get("aof_buffer_length", 0) and time.monotonic() < drain_until:
+                drain_until = paused_at + _PAUSE_MS / 2000
+                while _info(r, conn, "persistence").get("aof_buffer_length", 0):
+                    if time.monotonic() > drain_until:
+                        drained = False
+                        break
                     time.sleep(0.005)
             keys, expires = keyspace_counts(_info(r, conn, "keyspace"))
             repl = _info(r, conn, "replication")
@@ -170,6 +175,9 @@ def copy_aof_dir(r, conn: ConnInfo, source: RedisSource, dest: Path, *, attempts
                     r.execute_command("CLIENT", "UNPAUSE")
                 except rx.RedisError as e:  # the pause also ends on its own after _PAUSE_MS
                     log.warning("%s: CLIENT UNPAUSE failed (%s); writes resume within %d ms", t.where, e, _PAUSE_MS)
+        if paused and (not drained or time.monotonic() - paused_at > 0.9 * _PAUSE_MS / 1000):
+            log.info("%s: the AOF buffer did not drain within the write pause (attempt %d); again", t.where, attempt)
+            continue
         if not paused and attempt == 1:
             log.warning("%s: user %r may not CLIENT PAUSE: the AOF copy is consistent but its key counts are "
                         "approximate on a busy server (grant +client|pause +client|unpause)", t.where, t.user)
