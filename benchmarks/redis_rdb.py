@@ -74,10 +74,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k keys instead of 500k")
     ap.add_argument("--keys", type=int)
-    ap.add_argument("--rounds", type=int, help="runs of each (default 7 with --quick, else 5)")
+    ap.add_argument("--rounds", type=int, help="runs of each (default 11 with --quick, else 5)")
     args = ap.parse_args()
     keys = args.keys or (100_000 if args.quick else 500_000)
-    args.rounds = args.rounds or (7 if args.quick else 5)
+    args.rounds = args.rounds or (11 if args.quick else 5)
     work = Path(tempfile.mkdtemp(prefix="bench-redis-rdb-"))
     try:
         with RedisServer(work / "redis", password=PASSWORD) as server, server.client() as r:
