@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 POLY_REFLECTED = 0x95AC9329AC4BC9B5
 CHECK_VALUE = 0xE9C6D914C4B8D9CA  # crc64(b"123456789")
 
-_LANE = 256  # longest lane in the vectorised path (a multiple of 8); shorter for small inputs
+_LANE = 128  # longest lane in the vectorised path (a multiple of 8); shorter for small inputs
 _MIN_VECTOR = 64 * 1024  # below this the plain loop is cheaper than numpy's call overhead
 
 
