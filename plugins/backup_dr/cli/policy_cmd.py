@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.core.durations import format_duration
 
 
-def register(sub) -> None:
-    p = sub.add_parser("policy", help="validate and summarise the policy file")
+def register(sub, common) -> None:
+    p = sub.add_parser("policy", parents=[common], help="validate and summarise the policy file",
+                       description="Validate the policy file and summarise what it protects. Exit 2 naming every bad field.",
+                       epilog="example:\n  python -m backup_dr policy check --policy /etc/backup_dr/policy.yaml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["check"], help="check: validate the file (exit 2 and name every bad field)")
     p.set_defaults(func=run)
 

@@ -1,0 +1,237 @@
+"""What every command shares: stores from the policy, connections from the environment,
+backup lookup (id or ``latest``), secret scrubbing and human formatting.
+
+Why it is tolerant of missing stores: in a disaster some stores are gone or their
+credentials are not at hand. A command uses every store it can open, says which ones it
+could not and why, and only refuses when the user explicitly named a store it cannot
+open, or when no store at all is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from backup_dr.core.artifacts.layout import BackupId, kind_for
+from backup_dr.core.catalog import Catalog, CatalogEntry
+from backup_dr.core.connections import ConnInfo, conn_from_env, redact
+from backup_dr.core.durations import format_duration
+from backup_dr.core.errors import BackupDRError, ConnectionConfigError, NotFoundError
+from backup_dr.core.policy_model import Policy
+from backup_dr.core.stores.base import Store
+from backup_dr.core.stores.factory import open_store
+from backup_dr.core.stores.local import LocalStore
+
+log = logging.getLogger("backup_dr.cli")
+
+#: Every secret of every connection this process resolved: scrubbed from errors and logs.
+SECRETS: list[str] = []
+
+
+class UsageError(BackupDRError):
+    """Bad arguments or a choice the CLI must not guess (exit code 2)."""
+
+
+def scrub(text: str) -> str:
+    return redact(text, SECRETS)
+
+
+def resolve_conn(conn_id: str) -> ConnInfo:
+    """A connection from ``AIRFLOW_CONN_<ID>`` / ``$BACKUP_DR_CONNECTIONS_FILE``; its secrets are
+    remembered so no message of this process can show them."""
+    conn = conn_from_env(conn_id)
+    SECRETS.extend(s for s in conn.secrets if s and s not in SECRETS)
+    return conn
+
+
+# ----------------------------------------------------------------------------- stores
+
+
+@dataclass
+class Stores:
+    """The stores a command could open (policy order) and why the others could not be."""
+
+    opened: dict[str, Store] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def warn_unavailable(self) -> None:
+        for name, why in self.unavailable.items():
+            log.warning("store %s is not used: %s", name, why)
+
+
+def store_order(policy: Policy, backup_class: str | None = None) -> list[str]:
+    """Store names by preference: the class's own order (local first, then the remote copies, as
+    the policy lists them), then every other store of the policy."""
+    first = list(policy.classes[backup_class].stores) if backup_class in policy.classes else []
+    for cls in policy.classes.values():
+        first += [n for n in cls.stores if n not in first]
+    return first + sorted(n for n in policy.stores if n not in first)
+
+
+def open_policy_stores(policy: Policy, names: Iterable[str] | None = None) -> Stores:
+    """Open the policy's stores (all, or ``names``). A named store that cannot be opened is an
+    error; an unnamed one is reported in ``unavailable``. No store at all is an error."""
+    wanted = list(dict.fromkeys(names or ()))
+    unknown = [n for n in wanted if n not in policy.stores]
+    if unknown:
+        raise UsageError(f"unknown store(s) {', '.join(unknown)}", hint=f"the policy defines: {', '.join(store_order(policy))}")
+    out = Stores()
+    for name in store_order(policy):
+        spec = policy.stores[name]
+        if wanted and name not in wanted:
+            continue
+        try:
+            if spec.type == "local":
+                if not spec.path or not Path(spec.path).is_dir():
+                    raise NotFoundError(f"local store directory {spec.path} does not exist on this machine",
+                                        hint="set BACKUP_DR_LOCAL_PATH to where the local backups are, if they survived")
+                out.opened[name] = open_store(spec)
+            else:
+                if not spec.conn_id:
+                    raise ConnectionConfigError(f"store {name!r} names no conn_id", hint=f"set stores.{name}.conn_id in the policy")
+                out.opened[name] = open_store(spec, resolve_conn(spec.conn_id))
+        except BackupDRError as e:
+            if name in wanted:
+                raise
+            out.unavailable[name] = scrub(e.message)
+    if not out.opened:
+        reasons = "; ".join(f"{n}: {why}" for n, why in out.unavailable.items())
+        raise ConnectionConfigError(f"no backup store could be opened ({reasons})",
+                                    hint="define the stores' connections (AIRFLOW_CONN_<ID> or $BACKUP_DR_CONNECTIONS_FILE)")
+    out.warn_unavailable()
+    return out
+
+
+def local_store(policy: Policy) -> LocalStore | None:
+    """The policy's first local store, if its directory exists here."""
+    for spec in policy.stores.values():
+        if spec.type == "local" and spec.path and Path(spec.path).is_dir():
+            return LocalStore(spec.path, name=spec.name)
+    return None
+
+
+def warn_catalog_errors(catalog: Catalog) -> dict[str, str]:
+    errors = {n: scrub(e) for n, e in catalog.errors.items()}
+    for name, why in errors.items():
+        log.warning("store %s could not be listed; its backups are not shown: %s", name, why)
+    return errors
+
+
+# ----------------------------------------------------------------------------- backups
+
+
+def parse_backup_id(text: str) -> BackupId:
+    try:
+        return BackupId.parse(text)
+    except ValueError as e:
+        raise UsageError(str(e), hint="`python -m backup_dr list` shows the ids of every backup") from None
+
+
+def find_backup(catalog: Catalog, text: str) -> CatalogEntry:
+    """The backup ``text`` names, complete in at least one store; a clear NotFoundError otherwise."""
+    bid = parse_backup_id(text)
+    entry = catalog.find(bid)
+    if entry is not None:
+        return entry
+    partial = [e for e in catalog.list(bid.backup_class, bid.source, bid.kind, after=bid.stamp, before=bid.stamp,
+                                       include_incomplete=True) if e.bid == bid]
+    where = f"incomplete (no manifest) in {', '.join(partial[0].copies)}" if partial else "in none of them"
+    raise NotFoundError(f"backup {bid} is not complete in any reachable store ({', '.join(catalog.stores)}): {where}",
+                        hint="`python -m backup_dr list` shows what exists; a store left out for missing credentials may hold it")
+
+
+def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what: str) -> str:
+    """The policy source to use: the named one (checked), or the only one of these types."""
+    if source is not None:
+        src = policy.sources.get(source)
+        if src is None:
+            raise UsageError(f"unknown source {source!r}", hint=f"the policy defines: {', '.join(policy.sources)}")
+        if src.type not in types:
+            raise UsageError(f"source {source!r} is a {src.type} source; {what} needs a {' or '.join(types)} source")
+        return source
+    names = [n for n, s in policy.sources.items() if s.type in types]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError(f"the policy has no {' or '.join(types)} source")
+    raise UsageError(f"the policy has {len(names)} {' / '.join(types)} sources ({', '.join(names)}); say which with --source")
+
+
+def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[str, ...],
+                  backup_class: str | None) -> CatalogEntry:
+    """``latest``: the newest complete backup of ``source`` (of one of ``kinds``).
+
+    Several classes may back up one source (critical collections every 4 h, statistics
+    daily): when more than one of them has a backup, the CLI does not guess which data set
+    is meant and asks for ``--class``.
+    """
+    src = policy.sources[source]
+    classes = [c.name for c in policy.classes.values()
+               for j in c.jobs if j.source == source and kind_for(src, metadata_only=j.metadata_only) in kinds]
+    classes = list(dict.fromkeys(classes))
+    if backup_class is not None:
+        if backup_class not in policy.classes:
+            raise UsageError(f"unknown class {backup_class!r}", hint=f"the policy defines: {', '.join(policy.classes)}")
+        if backup_class not in classes:
+            raise UsageError(f"class {backup_class!r} does not back up source {source!r} as {'/'.join(kinds)}",
+                             hint=f"classes that do: {', '.join(classes) or 'none'}")
+        classes = [backup_class]
+    found: dict[str, CatalogEntry] = {}
+    for cls in classes:
+        for kind in kinds:
+            entry = catalog.newest(cls, source, kind)
+            if entry is not None and (cls not in found or entry.bid.stamp > found[cls].bid.stamp):
+                found[cls] = entry
+    if not found:
+        raise NotFoundError(f"no complete {'/'.join(kinds)} backup of {source!r} in any reachable store "
+                            f"(classes searched: {', '.join(classes) or 'none'}; stores: {', '.join(catalog.stores)})",
+                            hint="`python -m backup_dr list` shows what exists")
+    if len(found) > 1:
+        listing = "; ".join(f"{c}: {e.backup_id}" for c, e in found.items())
+        raise UsageError(f"source {source!r} has backups in {len(found)} classes ({listing}): `latest` is ambiguous",
+                         hint="say which with --class (classes back up different collections: run once per class to restore all)")
+    return next(iter(found.values()))
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def fmt_time(dt: datetime | str | None) -> str:
+    if dt is None:
+        return "-"
+    if isinstance(dt, str):
+        return dt
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt_age(dt: datetime | None, now: datetime | None = None) -> str:
+    if dt is None:
+        return "-"
+    delta = (now or datetime.now(timezone.utc)) - dt
+    return f"{format_duration(delta)} ago" if delta >= timedelta(0) else f"in {format_duration(-delta)}"
+
+
+def workdir_arg(path: str | None) -> str | None:
+    """``--workdir``: where downloaded copies are verified before a restore (needs room for them)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"--workdir {path} is not a directory")
+    if not os.access(p, os.W_OK):
+        raise UsageError(f"--workdir {path} is not writable")
+    return str(p)

@@ -1,0 +1,194 @@
+"""``restore mongo``: the safe MongoDB restore (safety backup, validate, roll back) from a good copy.
+
+A backup id (or ``latest``) restores that full backup through
+:func:`backup_dr.core.mongo.backup.restore_mongodb`. ``--at`` restores to a point in time
+through the PITR module (``backup_dr.core.pitr.restore_to_time``), when this build has one;
+the time is parsed and checked here first, so a typo never waits for a download.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from backup_dr.cli.common import (UsageError, find_backup, fmt_bytes, local_store, newest_backup, open_policy_stores,
+                                  resolve_conn, source_for, workdir_arg)
+from backup_dr.cli.good_copy import with_good_copy
+from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.cli.targets import check_mongo_conn, mongo_client
+from backup_dr.core.catalog import Catalog
+from backup_dr.core.errors import BackupDRError
+from backup_dr.core.mongo.backup import restore_mongodb
+
+log = logging.getLogger("backup_dr.cli")
+
+PITR_MODULE = "backup_dr.core.pitr"
+_TS = re.compile(r"^\s*Timestamp\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$")
+_BAD_DB = re.compile(r'[/\\. "$\x00]')
+
+
+class PitrUnavailable(BackupDRError):
+    """This build has no point-in-time restore module."""
+
+
+def parse_at(text: str, now: datetime | None = None):
+    """``--at``: an ISO 8601 time WITH a zone (``2026-11-26T08:00:00Z``, ``...+09:00``) -> aware UTC
+    datetime, or ``Timestamp(t, i)`` -> ``bson.Timestamp`` (an exact oplog position)."""
+    now = now or datetime.now(timezone.utc)
+    m = _TS.match(text)
+    if m:
+        from bson.timestamp import Timestamp
+
+        t, i = int(m.group(1)), int(m.group(2))
+        if t >= 2**32 or i >= 2**32:
+            raise UsageError(f"--at {text!r}: both numbers of Timestamp(t, i) must be below 2^32")
+        if t > now.timestamp():
+            raise UsageError(f"--at {text!r} is in the future ({datetime.fromtimestamp(t, timezone.utc):%Y-%m-%dT%H:%M:%SZ})")
+        return Timestamp(t, i)
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {text!r} is neither an ISO 8601 time nor Timestamp(t, i)",
+                         hint="e.g. --at 2026-11-26T08:00:00Z, --at 2026-11-26T17:00:00+09:00 or --at 'Timestamp(1795680000, 3)'") from None
+    if when.tzinfo is None:
+        raise UsageError(f"--at {text!r} has no time zone: it could mean UTC or the server's local time",
+                         hint=f"write {text}Z for UTC, or add the offset, e.g. {text}+09:00 for KST")
+    when = when.astimezone(timezone.utc)
+    if when > now:
+        raise UsageError(f"--at {text!r} is in the future ({when:%Y-%m-%dT%H:%M:%SZ}; now {now:%Y-%m-%dT%H:%M:%SZ})")
+    return when
+
+
+def pitr_function():
+    """``restore_to_time`` of the PITR module; PitrUnavailable (never a fake) when absent."""
+    try:
+        module = importlib.import_module(PITR_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != PITR_MODULE:
+            raise
+        module = None
+    fn = getattr(module, "restore_to_time", None)
+    if fn is None:
+        raise PitrUnavailable("point-in-time restore is not available in this build",
+                              detail=f"module {PITR_MODULE} (restore_to_time) is not installed",
+                              hint="restore a full backup instead: python -m backup_dr restore mongo <id|latest> --to CONN_ID")
+    return fn
+
+
+def safety_dir(given: str | None, policy) -> str:
+    """Where the safety backup of the target goes: ``--safety-dir``, else the local store, else ./backup-dr-safety."""
+    if given:
+        path = Path(given)
+    else:
+        local = local_store(policy)
+        path = local.root if local is not None and os.access(local.root, os.W_OK) else Path.cwd() / "backup-dr-safety"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"safety backup directory {path} cannot be created: {e.strerror}", hint="pass --safety-dir DIR") from None
+    return str(path)
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return result
+    if hasattr(result, "as_dict"):
+        return result.as_dict()
+    return asdict(result) if is_dataclass(result) else dict(vars(result))
+
+
+def _check_selection(manifest, collections: list[str] | None) -> None:
+    if not collections:
+        return
+    have = set(manifest.counts) | set((manifest.details.get("collections") or {}))
+    missing = [c for c in collections if c not in have]
+    if missing:
+        raise UsageError(f"backup {manifest.backup_id} has no collection(s) {', '.join(missing)}",
+                         hint=f"it holds: {', '.join(sorted(have)) or 'nothing'}")
+
+
+def run(args) -> int:
+    if bool(args.backup) == bool(args.at):
+        raise UsageError("give a backup id (or 'latest') OR --at TIME, not both and not neither",
+                         hint="python -m backup_dr restore mongo latest --to CONN_ID  |  restore mongo --at 2026-11-26T08:00:00Z --to CONN_ID")
+    if args.db is not None and (not args.db or _BAD_DB.search(args.db)):
+        raise UsageError(f"--db {args.db!r} is not a valid database name")
+    collections = [c.strip() for c in args.collections.split(",") if c.strip()] if args.collections else None
+    at = parse_at(args.at) if args.at else None
+    policy = load_policy_arg(args)
+    workdir = workdir_arg(args.workdir)
+    conn = resolve_conn(args.to)
+    check_mongo_conn(conn)
+    stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
+    if at is not None:
+        return _run_pitr(args, policy, stores, conn, at, collections, workdir)
+    catalog = Catalog(stores.opened)
+    if args.backup == "latest":
+        source = source_for(policy, args.source, ("mongodb",), "restore mongo")
+        entry = newest_backup(policy, catalog, source, ("full",), args.backup_class)
+    else:
+        entry = find_backup(catalog, args.backup)
+        if args.source and args.source != entry.bid.source:
+            raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    manifest = entry.manifest()
+    if manifest.source_type != "mongodb":
+        raise UsageError(f"backup {entry.backup_id} is a {manifest.source_type} backup",
+                         hint=f"use: python -m backup_dr restore {'redis' if manifest.source_type == 'redis' else 'files'} {entry.backup_id} ...")
+    _check_selection(manifest, collections)
+    safety = safety_dir(args.safety_dir, policy)
+    log.info("restoring %s into MongoDB connection %s%s", entry.backup_id, conn.conn_id, f" database {args.db}" if args.db else "")
+    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-restore-", dir=workdir) as tmp:
+        result, attempts = with_good_copy(
+            entry, stores, args.from_store, policy,
+            lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
+                                             collections=collections, drop=args.drop, secrets=conn.secrets))
+    data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "database": result.target_db},
+            **attempts.as_dict(), "recovery_point": manifest.consistent_point, "restore": _as_dict(result)}
+    emit(args, data, _human)
+    return 0
+
+
+def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
+    restore_to_time = pitr_function()
+    source = policy.sources[source_for(policy, args.source, ("mongodb",), "restore mongo --at")]
+    ordered = dict(stores.opened)
+    if args.from_store:
+        ordered = {args.from_store: ordered[args.from_store]}
+    safety = safety_dir(args.safety_dir, policy)
+    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-", dir=workdir) as tmp:
+        result = restore_to_time(client, ordered, policy, source, at, target_db=args.db, collections=collections,
+                                 drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
+                                 backup_class=args.backup_class)
+    data = {"ok": True, "at": str(at), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},
+            "restore": _as_dict(result)}
+    emit(args, data, lambda d: f"restored {d['target']['conn_id']} to {d['at']}\n" + "\n".join(f"  {k}: {v}" for k, v in d["restore"].items()))
+    return 0
+
+
+def _human(d: dict[str, Any]) -> str:
+    r = d["restore"]
+    lines = [f"restored {d['backup_id']} from store {d['store']} into {d['target']['conn_id']} database {d['target']['database']}"]
+    for s in d["fell_back_from"]:
+        lines.append(f"  note: the copy in {s['store']} failed verification ({s['reason']}); used {d['store']} instead")
+    lines.append(f"  documents: {sum(r['inserted'].values())} ({fmt_bytes(r['inserted_bytes'])}) in {r['seconds']:.1f}s")
+    for name, n in r["inserted"].items():
+        exp = r["expected_counts"].get(name)
+        lines.append(f"    {name}: {n} from the archive" + (f", {exp} after the oplog replay" if exp is not None and exp != n else ""))
+    if r.get("oplog", {}).get("entries"):
+        lines.append(f"  oplog replayed: {r['oplog']['entries']} entries (consistent at the backup's end point)")
+    lines.append(f"  validation: {'OK' if r.get('validation', {}).get('ok') else 'not run'}")
+    end = d["recovery_point"].get("end_time") if d["recovery_point"] else None
+    if end:
+        lines.append(f"  recovery point: {end}")
+    if r.get("safety_backup"):
+        lines.append(f"  safety backup of the previous data: {r['safety_backup']} in {r['safety_dir']}")
+    else:
+        lines.append("  no safety backup needed (the target database did not exist)")
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""``restore redis``, ``restore files`` and ``restore git``.
+
+* Redis ``--to scratch``: a fresh local ``redis-server`` loaded with the backup, password in a
+  0600 config file (never printed), kept until Ctrl-C or left running with ``--detach``.
+* Redis ``--to CONN_ID --data-dir``: the safe data-dir restore (safety copy, restart through
+  the policy source's ``restart_command``, counts checked, rollback).
+* Files: safe extraction into a staging directory, then an atomic swap; ``--overwrite`` moves
+  a non-empty target aside first. A git bundle is cloned at the backed-up commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, resolve_conn, source_for,
+                                  workdir_arg)
+from backup_dr.cli.good_copy import with_good_copy
+from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.core.artifacts.layout import kind_for
+from backup_dr.core.catalog import Catalog
+
+log = logging.getLogger("backup_dr.cli")
+
+
+def _entry(args, policy, catalog, types: tuple[str, ...], what: str):
+    """The backup an argument names (id or ``latest``), checked to be of one of ``types``."""
+    if args.backup == "latest":
+        source = source_for(policy, args.source, types, what)
+        return newest_backup(policy, catalog, source, (kind_for(policy.sources[source]),), args.backup_class)
+    entry = find_backup(catalog, args.backup)
+    if args.source and args.source != entry.bid.source:
+        raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    return entry
+
+
+def _check_type(manifest, types: tuple[str, ...], what: str) -> None:
+    if manifest.source_type not in types:
+        other = {"mongodb": "mongo", "redis": "redis", "files": "files", "git": "git"}[manifest.source_type]
+        raise UsageError(f"backup {manifest.backup_id} is a {manifest.source_type} backup; {what} restores "
+                         f"{' / '.join(types)} backups", hint=f"use: python -m backup_dr restore {other} {manifest.backup_id} ...")
+
+
+# ----------------------------------------------------------------------------- redis
+
+
+def run_redis(args) -> int:
+    policy = load_policy_arg(args)
+    workdir = workdir_arg(args.workdir)
+    to_scratch = args.to == "scratch"
+    if to_scratch and args.data_dir:
+        raise UsageError("--data-dir restores into a running server's data directory; it makes no sense with --to scratch")
+    if not to_scratch and not args.data_dir:
+        raise UsageError(f"restoring into the server of connection {args.to!r} replaces its data directory: say so with --data-dir",
+                         hint="or load the backup into a throw-away local server with --to scratch")
+    if args.detach and not to_scratch:
+        raise UsageError("--detach only applies to --to scratch")
+    conn = None if to_scratch else resolve_conn(args.to)
+    stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
+    entry = _entry(args, policy, Catalog(stores.opened), ("redis",), "restore redis")
+    _check_type(entry.manifest(), ("redis",), "restore redis")
+    if to_scratch:
+        return _redis_scratch(args, policy, entry, stores, workdir)
+    from backup_dr.core.redis.restore import restore_data_dir
+
+    source_name = args.source or entry.bid.source
+    source = policy.sources.get(source_name)
+    if source is None or source.type != "redis":
+        raise UsageError(f"source {source_name!r} is not a redis source of the policy: its data_dir and restart_command are needed",
+                         hint="pass --source NAME of the policy's redis source")
+    report, attempts = with_good_copy(entry, stores, args.from_store, policy,
+                                      lambda store, m: restore_data_dir(conn, source, store, m, workdir=workdir))
+    data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "data_dir": source.data_dir},
+            **attempts.as_dict(), "restore": report}
+    emit(args, data, lambda d: (
+        f"restored {d['backup_id']} from store {d['store']} into {d['target']['conn_id']} ({d['target']['data_dir']})\n"
+        f"  keys: {d['restore']['restored']} (backup: {d['restore']['expected']})\n"
+        f"  previous data kept in {d['restore']['safety_copy']}"))
+    return 0
+
+
+def _redis_scratch(args, policy, entry, stores, workdir) -> int:
+    from backup_dr.core.redis.verify import compare_counts, restore_to_scratch, server_state
+
+    scratch, attempts = with_good_copy(entry, stores, args.from_store, policy,
+                                       lambda store, m: restore_to_scratch(store, m, workdir=workdir))
+    try:
+        manifest = entry.manifest()
+        state = server_state(scratch)
+        problems = compare_counts(dict(manifest.counts), dict(manifest.details.get("expires") or {}), state["keys"],
+                                  expired=state["expired"]) if manifest.counts else []
+        config = scratch.workdir / "redis.conf"
+        data = {"ok": True, "backup_id": entry.backup_id, **attempts.as_dict(), "host": "127.0.0.1", "port": scratch.port,
+                "address": f"127.0.0.1:{scratch.port}", "pid": scratch.pid, "dir": str(scratch.workdir),
+                "password_file": str(config), "keys": state["keys"], "expected_keys": dict(manifest.counts),
+                "count_warnings": problems, "detached": bool(args.detach)}
+        for p in problems:
+            log.warning("scratch server key counts differ from the manifest: %s", p)
+        emit(args, data, _scratch_text)
+    except BaseException:
+        scratch.stop()
+        raise
+    if args.detach:
+        scratch.proc = None  # hand the process over: it runs in its own session and outlives us
+        return 0
+    return _serve_until_interrupted(scratch)
+
+
+def _scratch_text(d: dict[str, Any]) -> str:
+    lines = [f"scratch redis-server with {d['backup_id']} (from store {d['store']}) listening on {d['address']}",
+             f"  pid {d['pid']}, files in {d['dir']}",
+             f"  password: the 'requirepass' line of {d['password_file']} (mode 0600; not printed), e.g.",
+             f"    REDISCLI_AUTH=\"$(awk '/^requirepass/ {{print $2}}' {d['password_file']})\" redis-cli -p {d['port']}",
+             f"  keys: {d['keys']} (backup: {d['expected_keys']})"]
+    for s in d["fell_back_from"]:
+        lines.append(f"  note: the copy in {s['store']} failed verification ({s['reason']}); used {d['store']} instead")
+    if d["detached"]:
+        lines.append(f"  left running: stop it with `kill {d['pid']}`, then remove {d['dir']}")
+    else:
+        lines.append("  serving until Ctrl-C (then it is stopped and its files removed)")
+    return "\n".join(lines)
+
+
+def _serve_until_interrupted(scratch) -> int:
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while scratch.proc is not None and scratch.proc.poll() is None:
+            time.sleep(0.2)
+        log.error("the scratch redis-server exited on its own (code %s); see %s", scratch.proc.returncode if scratch.proc else "?",
+                  scratch.logfile)
+        return 1
+    except KeyboardInterrupt:
+        log.info("stopping the scratch redis-server (pid %s)", scratch.pid)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        scratch.stop()
+
+
+# ----------------------------------------------------------------------------- files / git
+
+
+def run_files(args, *, git_only: bool = False) -> int:
+    policy = load_policy_arg(args)
+    workdir = workdir_arg(args.workdir)
+    types = ("git",) if git_only else ("files", "git")
+    what = "restore git" if git_only else "restore files"
+    target = Path(args.to).expanduser().absolute()
+    stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
+    entry = _entry(args, policy, Catalog(stores.opened), types, what)
+    manifest = entry.manifest()
+    _check_type(manifest, types, what)
+    is_bundle = manifest.source_type == "git"
+    if is_bundle and getattr(args, "overwrite", False):
+        raise UsageError("a git bundle is cloned into an absent or empty directory; --overwrite does not apply",
+                         hint="give a new directory with --to")
+    with tempfile.TemporaryDirectory(prefix="backup-dr-files-", dir=workdir) as tmp:
+        if is_bundle:
+            from backup_dr.core.gitbundle import restore_git
+
+            result, attempts = with_good_copy(entry, stores, args.from_store, policy,
+                                              lambda store, m: restore_git(store, m, target, tmp))
+        else:
+            from backup_dr.core.files import restore_files
+
+            result, attempts = with_good_copy(entry, stores, args.from_store, policy,
+                                              lambda store, m: restore_files(store, m, target, workdir=tmp,
+                                                                             overwrite=args.overwrite))
+    data = {"ok": True, "backup_id": entry.backup_id, "kind": manifest.kind, **attempts.as_dict(),
+            "target": str(target), "restore": result.as_dict()}
+    emit(args, data, _files_text)
+    return 0
+
+
+def _files_text(d: dict[str, Any]) -> str:
+    r = d["restore"]
+    if d["kind"] == "bundle":
+        lines = [f"cloned {d['backup_id']} from store {d['store']} into {d['target']}",
+                 f"  at commit {r['commit']}" + (f" on branch {r['branch']}" if r.get("branch") else "") + f", {len(r['refs'])} ref(s)",
+                 "  the clone has no remote: add the real origin with `git remote add origin ...`"]
+    else:
+        lines = [f"restored {d['backup_id']} from store {d['store']} into {d['target']}",
+                 f"  {r['files']} file(s), {r['directories']} dir(s), {r['symlinks']} symlink(s), {r['bytes']} bytes in {r['seconds']:.1f}s"]
+        if r.get("safety_copy"):
+            lines.append(f"  the previous content was moved to {r['safety_copy']}")
+    for s in d["fell_back_from"]:
+        lines.append(f"  note: the copy in {s['store']} failed verification ({s['reason']}); used {d['store']} instead")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Restore targets from connection ids: a MongoClient built the way MongoHook builds it.
+
+Targets are always connection ids (``--to mongo_new_primary``), never URIs: a URI with a
+password on the command line is visible to every user of the machine in ``ps``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from backup_dr.cli.common import UsageError
+from backup_dr.core.connections import ConnInfo, mongo_uri
+from backup_dr.core.mongo.mongo_errors import translate
+
+_MONGO_TYPES = ("mongo", "mongodb", "")
+
+
+def check_mongo_conn(conn: ConnInfo) -> None:
+    if conn.conn_type not in _MONGO_TYPES:
+        raise UsageError(f"connection {conn.conn_id!r} is a {conn.conn_type!r} connection; a MongoDB target needs conn_type 'mongo'")
+
+
+@contextmanager
+def mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000) -> Iterator:
+    """A connected client (pinged, so an unreachable server fails here with a clear message)."""
+    import pymongo
+
+    check_mongo_conn(conn)
+    where = f"MongoDB connection {conn.conn_id!r} ({conn.host or '127.0.0.1'}:{conn.port or 27017})"
+    with translate(where, secrets=conn.secrets):
+        client = pymongo.MongoClient(mongo_uri(conn), serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+        try:
+            client.admin.command("ping")
+        except BaseException:
+            client.close()
+            raise
+    try:
+        yield client
+    finally:
+        client.close()
