@@ -137,13 +137,20 @@ def run_show(args) -> int:
     return 0
 
 
+def _point(value: Any) -> str:
+    """A BSON Timestamp recorded as {"t", "i"} reads as Timestamp(t, i), the form --at accepts."""
+    if isinstance(value, dict) and set(value) == {"t", "i"}:
+        return f"Timestamp({value['t']}, {value['i']})"
+    return str(value)
+
+
 def _show_text(d: dict[str, Any], m) -> str:
     lines = [f"backup {m.backup_id}",
              f"  class {m.backup_class}   source {m.source} ({m.source_type})   kind {m.kind}   "
              f"format v{m.format_version}, {m.tool.get('name')} {m.tool.get('version')}",
              f"  run_after {m.run_after}   started {m.started_at}   finished {m.finished_at}"]
     if m.consistent_point:
-        cp = ", ".join(f"{k}={v}" for k, v in m.consistent_point.items())
+        cp = ", ".join(f"{k}={_point(v)}" for k, v in m.consistent_point.items())
         lines.append(f"  consistent point: {cp}")
     if m.previous_id:
         lines.append(f"  continues: {m.previous_id}")

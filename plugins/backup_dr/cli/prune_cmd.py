@@ -74,6 +74,10 @@ def run(args) -> int:
     plan = _only(plan_prune(readable, policy, grace=grace), args.backup_class, args.store)
     data: dict[str, Any] = {"mode": "dry-run" if args.dry_run else "delete" if args.yes else "refused", **plan.to_dict()}
     deletions = plan.deletions()
+    if not deletions:
+        emit(args, {**data, "mode": "dry-run" if args.dry_run else "nothing-to-delete"},
+             lambda d: plan.render() + "\nnothing to delete")
+        return EXIT_OK
     if not args.yes:
         if not args.dry_run:
             data["refused"] = f"not deleting {len(deletions)} backup(s) without --yes"

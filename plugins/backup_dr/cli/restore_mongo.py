@@ -24,7 +24,7 @@ from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
-from backup_dr.core.errors import BackupDRError
+from backup_dr.core.errors import RestoreRefused
 from backup_dr.core.mongo.backup import restore_mongodb
 
 log = logging.getLogger("backup_dr.cli")
@@ -34,8 +34,8 @@ _TS = re.compile(r"^\s*Timestamp\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$")
 _BAD_DB = re.compile(r'[/\\. "$\x00]')
 
 
-class PitrUnavailable(BackupDRError):
-    """This build has no point-in-time restore module."""
+class PitrUnavailable(UsageError):
+    """This build has no point-in-time restore module (exit 2: retrying will not help)."""
 
 
 def parse_at(text: str, now: datetime | None = None):
@@ -145,10 +145,15 @@ def run(args) -> int:
     safety = safety_dir(args.safety_dir, policy)
     log.info("restoring %s into MongoDB connection %s%s", entry.backup_id, conn.conn_id, f" database {args.db}" if args.db else "")
     with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-restore-", dir=workdir) as tmp:
-        result, attempts = with_good_copy(
-            entry, stores, args.from_store, policy,
-            lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
-                                             collections=collections, drop=args.drop, secrets=conn.secrets))
+        try:
+            result, attempts = with_good_copy(
+                entry, stores, args.from_store, policy,
+                lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
+                                                 collections=collections, drop=args.drop, secrets=conn.secrets))
+        except RestoreRefused as e:  # the core's hint names API arguments; say it in CLI terms
+            raise RestoreRefused(e.message, detail="nothing was changed on the target",
+                                 hint="restore into another database with --db NAME, or pass --drop to replace them "
+                                      "(their current content is kept as a safety backup first)") from None
     data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "database": result.target_db},
             **attempts.as_dict(), "recovery_point": manifest.consistent_point, "restore": _as_dict(result)}
     emit(args, data, _human)

@@ -29,7 +29,9 @@ def mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000) -> Iterator:
     check_mongo_conn(conn)
     where = f"MongoDB connection {conn.conn_id!r} ({conn.host or '127.0.0.1'}:{conn.port or 27017})"
     with translate(where, secrets=conn.secrets):
-        client = pymongo.MongoClient(mongo_uri(conn), serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+        given = {k.lower() for k in conn.extra}  # the connection's own timeouts win
+        defaults = {k: timeout_ms for k in ("serverSelectionTimeoutMS", "connectTimeoutMS") if k.lower() not in given}
+        client = pymongo.MongoClient(mongo_uri(conn), **defaults)
         try:
             client.admin.command("ping")
         except BaseException:

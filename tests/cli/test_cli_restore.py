@@ -1,0 +1,232 @@
+"""``restore mongo|redis|files|git`` through the CLI, against real servers and real stores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+
+from backup_dr.core.artifacts.layout import BackupId
+
+from cli_support import redis_fingerprint, snapshot_db, tree
+from conftest import mongo_conn_json
+
+CRITICAL = ["announcements", "businesses", "contents"]
+
+
+# ----------------------------------------------------------------------------- MongoDB
+
+
+def test_restore_mongo_falls_back_to_a_good_store_and_says_so(fresh_history, mongo_client, seeded_mongo,
+                                                             mongo_scratch_server, fresh_db_name, tmp_path):
+    h = fresh_history()
+    m = h.mongo(mongo_client)
+    h.flip_byte("local", m.backup_id)
+    cli = h.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
+    out = cli.run("restore", "mongo", m.backup_id, "--to", "mongo_scratch", "--db", fresh_db_name, "--json",
+                  "--safety-dir", str(tmp_path / "safety"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["store"] == "s3"
+    assert data["fell_back_from"][0]["store"] == "local" and "does not match its manifest" in data["fell_back_from"][0]["reason"]
+    assert "falling back to store s3" in out.stderr
+    restored = snapshot_db(mongo_scratch_server.client(), fresh_db_name)
+    assert restored == snapshot_db(mongo_client, "korea_public_data", CRITICAL)
+
+    # insisting on the corrupt copy fails before the target is touched
+    other = f"{fresh_db_name}_b"
+    out = cli.run("restore", "mongo", m.backup_id, "--to", "mongo_scratch", "--db", other, "--from-store", "local")
+    assert out.returncode == 1 and "no store holds a usable copy" in out.stderr and "local:" in out.stderr
+    assert other not in mongo_scratch_server.client().list_database_names()
+
+
+def test_restore_mongo_refuses_a_non_empty_target_without_drop(cli, history, mongo_scratch_server, fresh_db_name, tmp_path):
+    safety = str(tmp_path / "safety")
+    args = ("restore", "mongo", history.ids["mongo"], "--to", "mongo_scratch", "--db", fresh_db_name, "--safety-dir", safety)
+    first = cli.json(*args)
+    assert first["restore"]["safety_backup"] is None
+    db = mongo_scratch_server.client()[fresh_db_name]
+    db.announcements.update_one({}, {"$set": {"title": "changed after the restore"}})
+    db.create_collection("unrelated")
+    out = cli.run(*args)
+    assert out.returncode == 1
+    assert "already has the collection(s) this restore would write: announcements (2000 documents)" in out.stderr
+    assert "pass --drop" in out.stderr
+    assert db.announcements.count_documents({"title": "changed after the restore"}) == 1  # untouched
+
+    again = cli.json(*args, "--drop")
+    assert again["restore"]["safety_backup"].startswith("critical_data.mongodb.safety.")
+    assert again["restore"]["validation"]["ok"] is True
+    assert db.announcements.count_documents({"title": "changed after the restore"}) == 0
+    assert "unrelated" in db.list_collection_names()  # only the backup's collections are replaced
+    sbid = BackupId.parse(again["restore"]["safety_backup"])
+    assert (tmp_path / "safety" / sbid.manifest_key).is_file()
+
+
+def test_restore_mongo_latest_asks_for_the_class_when_several_have_backups(fresh_history, mongo_client, seeded_mongo,
+                                                                           mongo_scratch_server, fresh_db_name, tmp_path):
+    h = fresh_history()
+    h.mongo(mongo_client)
+    stats = h.mongo(mongo_client, cls_name="operational_data", key="stats")
+    cli = h.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
+    out = cli.run("restore", "mongo", "latest", "--to", "mongo_scratch", "--db", fresh_db_name)
+    assert out.returncode == 2 and "`latest` is ambiguous" in out.stderr and "--class" in out.stderr
+    assert fresh_db_name not in mongo_scratch_server.client().list_database_names()
+    data = cli.json("restore", "mongo", "latest", "--class", "operational_data", "--to", "mongo_scratch",
+                    "--db", fresh_db_name, "--safety-dir", str(tmp_path))
+    assert data["backup_id"] == stats.backup_id
+    assert mongo_scratch_server.client()[fresh_db_name].list_collection_names() == ["statistics"]
+
+
+def test_restore_mongo_argument_errors(cli, history, monkeypatch):
+    mongo_id = history.ids["mongo"]
+    cases = [
+        (("restore", "mongo", "--to", "mongo_scratch"), "give a backup id (or 'latest') OR --at TIME"),
+        (("restore", "mongo", mongo_id, "--at", "2026-01-01T00:00:00Z", "--to", "mongo_scratch"), "not both"),
+        (("restore", "mongo", "--at", "2026-01-01T08:00", "--to", "mongo_scratch"), "has no time zone"),
+        (("restore", "mongo", "--at", "2999-01-01T00:00:00Z", "--to", "mongo_scratch"), "is in the future"),
+        (("restore", "mongo", "--at", "yesterday", "--to", "mongo_scratch"), "neither an ISO 8601 time nor Timestamp(t, i)"),
+        (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--collections", "announcements,nope"), "no collection(s) nope"),
+        (("restore", "mongo", mongo_id, "--to", "mongo_nowhere"), "connection 'mongo_nowhere' is not defined"),
+        (("restore", "mongo", history.ids["redis"], "--to", "mongo_scratch"), "use: python -m backup_dr restore redis"),
+        (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--db", "a.b"), "--db 'a.b' is not a valid database name"),
+        (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--from-store", "tape"), "unknown store(s) tape"),
+    ]
+    for args, message in cases:
+        out = cli.run(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+    out = cli.run("restore", "mongo", mongo_id, "--to", "redis_target",
+                  extra_env={"AIRFLOW_CONN_REDIS_TARGET": '{"conn_type": "redis", "host": "127.0.0.1"}'})
+    assert out.returncode == 2 and "a MongoDB target needs conn_type 'mongo'" in out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("backup_dr.core.pitr") is not None, reason="this build has a PITR module")
+def test_point_in_time_restore_is_refused_clearly_until_the_pitr_module_exists(cli):
+    for at in ("2026-01-01T00:00:00+09:00", "Timestamp(1767225600, 3)"):
+        out = cli.run("restore", "mongo", "--at", at, "--to", "mongo_scratch")
+        assert out.returncode == 2
+        assert "point-in-time restore is not available in this build" in out.stderr
+
+
+def test_a_target_password_never_appears_in_output(cli, tmp_path):
+    secret = "pw-Zx9!secret@host"
+    conn = json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": 9, "login": "restorer", "password": secret,
+                       "extra": {"serverSelectionTimeoutMS": 300}})
+    for verbose in ((), ("-v",)):
+        out = cli.run("restore", "mongo", "latest", "--to", "mongo_dead", "--json", *verbose,
+                      extra_env={"AIRFLOW_CONN_MONGO_DEAD": conn})
+        assert out.returncode == 1, out.stderr
+        assert "cannot reach the MongoDB server" in out.stderr
+        assert secret not in out.stdout + out.stderr
+        assert json.loads(out.stdout)["ok"] is False
+
+
+# ----------------------------------------------------------------------------- Redis
+
+
+def _password(path: str) -> str:
+    return next(line.split(None, 1)[1] for line in open(path).read().splitlines() if line.startswith("requirepass "))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_restore_redis_to_a_detached_scratch_server(cli, history, cli_redis):
+    data = cli.json("restore", "redis", history.ids["redis"], "--to", "scratch", "--detach")
+    try:
+        password = _password(data["password_file"])
+        assert password not in json.dumps(data)
+        assert oct(os.stat(data["password_file"]).st_mode & 0o777) == "0o600"
+        with redis.Redis(port=data["port"], password=password) as r, cli_redis.client() as src:
+            assert redis_fingerprint(r) == redis_fingerprint(src)
+        assert data["keys"] == {"db0": 2000} == data["expected_keys"]
+    finally:
+        os.kill(data["pid"], signal.SIGTERM)  # the test stops the server the CLI left for it
+    for _ in range(100):
+        if not _alive(data["pid"]):
+            break
+        time.sleep(0.05)
+
+
+def test_restore_redis_to_scratch_serves_until_ctrl_c(cli, history):
+    proc = subprocess.Popen([*cli_cmd(), "restore", "redis", "latest", "--to", "scratch"], env=cli.full_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.tmp)
+    try:
+        lines = []
+        while not any("serving until Ctrl-C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"CLI ended early: {proc.stderr.read()}"
+            lines.append(line)
+        text = "".join(lines)
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", text).group(1))
+        pid = int(re.search(r"pid (\d+), files in (\S+)", text).group(1))
+        workdir = re.search(r"pid (\d+), files in (\S+)", text).group(2)
+        assert history.ids["redis"] in text
+        password = _password(f"{workdir}/redis.conf")
+        with redis.Redis(port=port, password=password) as r:
+            assert r.dbsize() == 2000
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert not _alive(pid) and not os.path.exists(workdir)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def cli_cmd() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "backup_dr"]
+
+
+def test_restore_redis_into_a_server_needs_data_dir_and_the_policy_settings(cli, history):
+    out = cli.run("restore", "redis", "latest", "--to", "redis_cache")
+    assert out.returncode == 2 and "say so with --data-dir" in out.stderr
+    out = cli.run("restore", "redis", "latest", "--to", "redis_cache", "--data-dir",
+                  extra_env={"AIRFLOW_CONN_REDIS_CACHE": '{"conn_type": "redis", "host": "127.0.0.1", "port": 9}'})
+    assert out.returncode == 1
+    assert "a data_dir restore needs data_dir and restart_command in the policy" in out.stderr
+
+
+# ----------------------------------------------------------------------------- files and git
+
+
+def test_restore_files_round_trip_and_overwrite(cli, history, cli_app, tmp_path):
+    target = tmp_path / "config"
+    data = cli.json("restore", "files", "latest", "--source", "app_config", "--to", str(target))
+    assert data["backup_id"] == history.ids["files"]
+    assert tree(target) == tree(cli_app / "config")
+    (target / "app.yaml").write_text("edited after the restore\n")
+    out = cli.run("restore", "files", history.ids["files"], "--to", str(target))
+    assert out.returncode == 1 and "is not empty; refusing to overwrite it" in out.stderr
+    assert (target / "app.yaml").read_text() == "edited after the restore\n"
+    data = cli.json("restore", "files", history.ids["files"], "--to", str(target), "--overwrite")
+    assert tree(target) == tree(cli_app / "config")
+    assert (tmp_path / data["restore"]["safety_copy"]).joinpath("app.yaml").read_text() == "edited after the restore\n"
+
+
+def test_restore_git_bundle_clones_the_backed_up_commit(cli, history, cli_app, tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cli_app / "repo", capture_output=True, text=True).stdout.strip()
+    for args in (("files", history.ids["git"]), ("git", "latest")):
+        target = tmp_path / args[0]
+        data = cli.json("restore", *args, "--to", str(target))
+        assert data["restore"]["commit"] == head
+        got = subprocess.run(["git", "rev-parse", "HEAD"], cwd=target, capture_output=True, text=True).stdout.strip()
+        assert got == head and (target / "app.py").read_text() == (cli_app / "repo" / "app.py").read_text()
+    out = cli.run("restore", "files", history.ids["git"], "--to", str(tmp_path / "x"), "--overwrite")
+    assert out.returncode == 2 and "--overwrite does not apply" in out.stderr
+    out = cli.run("restore", "files", "latest", "--to", str(tmp_path / "y"))
+    assert out.returncode == 2 and "say which with --source" in out.stderr
