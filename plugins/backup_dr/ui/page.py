@@ -9,11 +9,8 @@ Content-Security-Policy sent with the page enforces that.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from backup_dr.core.durations import format_duration
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -34,11 +31,21 @@ def human_bytes(n: Any) -> str:
 
 
 def human_seconds(s: Any) -> str:
-    if not isinstance(s, (int, float)):
+    """``850 ms``, ``4.2s``, ``42s``, ``12m 3s``, ``20h 5m``, ``1d 6h``: two units at most,
+    enough to compare with an RPO or RTO (same form as ``seconds()`` in catalog.js)."""
+    if not isinstance(s, (int, float)) or isinstance(s, bool):
         return "–"
-    if 0 <= s < 10:
-        return f"{s:.2f}s" if s < 1 else f"{s:.1f}s"
-    return format_duration(timedelta(seconds=s))
+    if s < 0:
+        return "-" + human_seconds(-s)
+    if s < 1:
+        return f"{round(s * 1000)} ms"
+    if s < 60:
+        return f"{s:.1f}s" if s < 10 else f"{round(s)}s"
+    m = int(s // 60)
+    h, d = m // 60, m // 1440
+    big, small = (f"{d}d", h % 24) if d else ((f"{h}h", m % 60) if h else (f"{m}m", int(s % 60)))
+    unit = "h" if d else ("m" if h else "s")
+    return f"{big} {small}{unit}" if small else big
 
 
 def json_for_script(data: Any) -> str:

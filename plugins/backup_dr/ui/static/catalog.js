@@ -18,19 +18,22 @@
     return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
   }
 
+  /* Same form as the server's human_seconds (backup_dr.ui.page). */
   function seconds(s) {
     if (s === null || s === undefined) return "–";
-    if (s < 1) return s.toFixed(2) + "s";
-    if (s < 60) return s.toFixed(1) + "s";
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 60) return (s < 10 ? s.toFixed(1) : Math.round(s)) + "s";
     var m = Math.floor(s / 60), h = Math.floor(m / 60), d = Math.floor(h / 24);
-    if (d) return d + "d " + (h % 24) + "h";
-    if (h) return h + "h " + (m % 60) + "m";
-    return m + "m " + Math.round(s % 60) + "s";
+    function two(big, small, unit) { return small ? big + " " + small + unit : big; }
+    if (d) return two(d + "d", h % 24, "h");
+    if (h) return two(h + "h", m % 60, "m");
+    return two(m + "m", Math.floor(s % 60), "s");
   }
 
   function ago(iso) {
     var s = (Date.now() - Date.parse(iso)) / 1000;
     if (isNaN(s)) return iso;
+    if (Math.abs(s) < 5) return "just now";
     return s < 0 ? "in " + seconds(-s) : seconds(s) + " ago";
   }
 
