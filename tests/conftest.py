@@ -39,6 +39,9 @@ os.environ.update(
         "BACKUP_DR_POLICY": str(ROOT / "include" / "policy.yaml"),
         "BACKUP_DR_LOCAL_PATH": str(_SESSION_TMP / "backups"),
         "BACKUP_DR_APP_DIR": str(_SESSION_TMP / "app"),
+        # retries stay on (>= 2, as in production) but back off in seconds, not minutes
+        "BACKUP_DR_RETRY_DELAY": "1s",
+        "BACKUP_DR_MAX_RETRY_DELAY": "2s",
     }
 )
 sys.path.insert(0, str(ROOT / "plugins"))

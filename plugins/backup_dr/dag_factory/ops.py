@@ -11,7 +11,7 @@ from backup_dr.dag_factory.common import START_DATE, TAG, cron_timetable, deadli
 
 
 def build_health_dag(policy: Policy):
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, Param
 
     from backup_dr.operators.verify import BackupHealthOperator
 
@@ -35,8 +35,9 @@ def build_health_dag(policy: Policy):
             "| class | RPO | RTO | stores |\n|---|---|---|---|\n" + rows
         ),
         deadline=deadlines(policy, what="backup health monitor", deadline="run time", interval=timedelta(minutes=30)),
+        params={"as_of": Param("", type="string", description="evaluate as of this ISO time (what-if); empty = now")},
     ) as dag:
-        BackupHealthOperator(task_id="check_backup_health", execution_timeout=timedelta(minutes=20))
+        BackupHealthOperator(task_id="check_backup_health", as_of="{{ params.as_of }}", execution_timeout=timedelta(minutes=20))
     return dag
 
 
