@@ -63,13 +63,17 @@ def fresh_history(tmp_path, policy, s3_server, gcs_server):
         made.append(h)
         return h
 
-    return make
+    yield make
+    for h in made:  # no CLI run of this test tried to import Airflow
+        assert not (h.root / "airflow-imports.txt").exists(), (h.root / "airflow-imports.txt").read_text()
 
 
 @pytest.fixture
 def cli(history, mongo_scratch_server):
     """The CLI against ``history``, with the policy's scratch MongoDB connection defined."""
-    return history.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
+    cli = history.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
+    yield cli
+    assert not cli.airflow_mark.exists(), f"a CLI run imported airflow: {cli.airflow_mark.read_text()}"
 
 
 DAY = timedelta(days=1)

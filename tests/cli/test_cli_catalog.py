@@ -125,7 +125,6 @@ def test_a_store_without_credentials_is_skipped_unless_named(cli, history):
 
 
 def test_help_texts_have_examples():
-    from cli_support import Cli  # noqa: F401 - the parser itself, in-process, is enough here
     from backup_dr.cli.main import build_parser
 
     parser = build_parser()

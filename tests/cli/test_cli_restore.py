@@ -230,3 +230,44 @@ def test_restore_git_bundle_clones_the_backed_up_commit(cli, history, cli_app, t
     assert out.returncode == 2 and "--overwrite does not apply" in out.stderr
     out = cli.run("restore", "files", "latest", "--to", str(tmp_path / "y"))
     assert out.returncode == 2 and "say which with --source" in out.stderr
+
+
+_PITR_CONTRACT_STUB = '''
+import json, os, sys, types
+from datetime import datetime
+
+def restore_to_time(client, stores, policy, source, at, *, target_db, collections, drop, workdir, safety_dir, secrets,
+                    backup_class):
+    client.admin.command("ping")
+    with open(os.environ["BACKUP_DR_TEST_PITR_CALL"], "w") as f:
+        json.dump({"stores": list(stores), "store_types": [type(s).__name__ for s in stores.values()],
+                   "policy": type(policy).__name__, "source": [type(source).__name__, source.name], "at": repr(at),
+                   "at_type": type(at).__name__, "target_db": target_db, "collections": collections, "drop": drop,
+                   "workdir": os.path.isdir(workdir), "safety_dir": os.path.isdir(safety_dir),
+                   "secrets": type(secrets).__name__, "backup_class": backup_class}, f)
+    return {"ok": True, "recovery_point": repr(at)}
+
+module = types.ModuleType("backup_dr.core.pitr")
+module.restore_to_time = restore_to_time
+sys.modules["backup_dr.core.pitr"] = module
+'''
+
+
+def test_point_in_time_hand_off_contract(cli, tmp_path):
+    """Not a PITR test: it pins the call the CLI makes into backup_dr.core.pitr (a recording
+    stand-in is preloaded), so the PITR module's author and the CLI agree on one signature."""
+    stub, call = tmp_path / "pitr_stub.py", tmp_path / "call.json"
+    stub.write_text(_PITR_CONTRACT_STUB)
+    env = {"BACKUP_DR_TEST_PRELOAD": str(stub), "BACKUP_DR_TEST_PITR_CALL": str(call)}
+    data = cli.json("restore", "mongo", "--at", "2026-01-01T09:00:00+09:00", "--to", "mongo_scratch", "--db", "pitr_db",
+                    "--collections", "announcements", "--drop", "--safety-dir", str(tmp_path / "s"), extra_env=env)
+    assert data["restore"] == {"ok": True, "recovery_point": "datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)"}
+    got = json.loads(call.read_text())
+    assert got == {"stores": ["local", "s3", "gcs"], "store_types": ["LocalStore", "S3Store", "GCSStore"], "policy": "Policy",
+                   "source": ["MongoSource", "mongodb"], "at": "datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)",
+                   "at_type": "datetime", "target_db": "pitr_db", "collections": ["announcements"], "drop": True,
+                   "workdir": True, "safety_dir": True, "secrets": "list", "backup_class": None}
+    cli.json("restore", "mongo", "--at", "Timestamp(1767225600, 7)", "--to", "mongo_scratch", "--from-store", "s3",
+             "--class", "critical_data", extra_env=env)
+    got = json.loads(call.read_text())
+    assert got["at"] == "Timestamp(1767225600, 7)" and got["stores"] == ["s3"] and got["backup_class"] == "critical_data"

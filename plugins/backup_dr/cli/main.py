@@ -53,6 +53,9 @@ disaster recovery of the database server, step by step:
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
     """Print ``data`` as JSON with ``--json``, else its human rendering (flushed: callers may wait)."""
+    from backup_dr.cli.progress_bar import clear_active
+
+    clear_active()
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     else:
@@ -129,6 +132,9 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _fail(args: argparse.Namespace, e: BaseException, code: int) -> int:
+    from backup_dr.cli.progress_bar import clear_active
+
+    clear_active()
     message = scrub(str(e))
     sys.stderr.write(f"error: {message}\n")
     if getattr(args, "json", False):

@@ -23,6 +23,13 @@ from backup_dr.core.durations import format_duration
 
 _WIDTH = 20
 _REFRESH = 0.1
+_active: "TerminalBar | None" = None
+
+
+def clear_active() -> None:
+    """Erase a half-drawn bar before something else is written to the terminal (stdout output)."""
+    if _active is not None:
+        _active.clear()
 
 
 def _fraction(p: core_progress.Progress) -> float | None:
@@ -116,4 +123,6 @@ def install(stream: TextIO, formatter: logging.Formatter, level: int) -> Termina
     root.addHandler(handler)
     root.setLevel(level)
     core_progress.add_listener(bar)
+    global _active
+    _active = bar
     return bar

@@ -122,13 +122,14 @@ def run(args) -> int:
         raise UsageError(f"--db {args.db!r} is not a valid database name")
     collections = [c.strip() for c in args.collections.split(",") if c.strip()] if args.collections else None
     at = parse_at(args.at) if args.at else None
+    restore_to_time = pitr_function() if at is not None else None  # fail fast, before any I/O
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
     conn = resolve_conn(args.to)
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    if at is not None:
-        return _run_pitr(args, policy, stores, conn, at, collections, workdir)
+    if restore_to_time is not None:
+        return _run_pitr(restore_to_time, args, policy, stores, conn, at, collections, workdir)
     catalog = Catalog(stores.opened)
     if args.backup == "latest":
         source = source_for(policy, args.source, ("mongodb",), "restore mongo")
@@ -160,8 +161,15 @@ def run(args) -> int:
     return 0
 
 
-def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
-    restore_to_time = pitr_function()
+def _run_pitr(restore_to_time, args, policy, stores, conn, at, collections, workdir) -> int:
+    """Hand over to the PITR module. The contract (see the report to the lead)::
+
+        restore_to_time(client, stores, policy, source, at, *, target_db, collections, drop,
+                        workdir, safety_dir, secrets, backup_class) -> dict | dataclass | obj with as_dict()
+
+    ``stores``: {name: Store} in preference order (only ``--from-store`` when given);
+    ``source``: the MongoSource; ``at``: an aware UTC datetime or a ``bson.Timestamp``.
+    """
     source = policy.sources[source_for(policy, args.source, ("mongodb",), "restore mongo --at")]
     ordered = dict(stores.opened)
     if args.from_store:
