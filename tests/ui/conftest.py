@@ -154,12 +154,23 @@ def mint_token(airflow_api):
     return mint
 
 
+def mounted_catalog_app(airflow_api):
+    """The catalog FastAPI app that Airflow's API app mounted at /backup-dr (built on first use).
+
+    Looked up on the API app, not through ``import backup_dr_plugin``: Airflow's core and task
+    SDK plugin managers each load the plugin file, so that module name may hold another copy.
+    """
+    from starlette.routing import Mount
+
+    mounts = [r for r in airflow_api.routes if isinstance(r, Mount) and r.path == "/backup-dr"]
+    assert len(mounts) == 1, [getattr(r, "path", r) for r in airflow_api.routes]
+    return mounts[0].app.app
+
+
 @pytest.fixture
 def catalog_app_cache(airflow_api):
     """The mounted catalog app's cache, emptied so each test reads the stores it set up."""
-    import backup_dr_plugin
-
-    cache = backup_dr_plugin.backup_catalog_app["app"].app.state.catalog_cache
+    cache = mounted_catalog_app(airflow_api).state.catalog_cache
     cache.clear()
     yield cache
     cache.clear()

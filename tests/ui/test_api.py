@@ -11,7 +11,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from .conftest import LEAKED_SECRET
+from .conftest import LEAKED_SECRET, mounted_catalog_app
 
 ROUTES = ["/backup-dr/", "/backup-dr/api/catalog", "/backup-dr/api/classes/critical_data",
           "/backup-dr/static/catalog.js", "/backup-dr/static/catalog.css", "/backup-dr/static/icon.svg"]
@@ -23,12 +23,11 @@ def test_every_endpoint_rejects_unauthenticated_requests(client, path):
     assert r.status_code == 401 and r.json() == {"detail": "Not authenticated"}, (path, r.status_code)
 
 
-def test_every_route_of_the_app_is_behind_airflow_auth(client):
+def test_every_route_of_the_app_is_behind_airflow_auth(client, airflow_api):
     """No route slips past the app-wide dependency (FastAPI's docs routes would: they are off)."""
-    import backup_dr_plugin
     from fastapi.routing import APIRoute
 
-    app = backup_dr_plugin.backup_catalog_app["app"].app
+    app = mounted_catalog_app(airflow_api)
     routes = [r for r in app.routes if hasattr(r, "path")]
     assert routes and all(isinstance(r, APIRoute) for r in routes), [r.path for r in routes]
     for route in routes:

@@ -174,6 +174,13 @@ def test_stores_and_health_report(data, catalog_history):
     assert redis["health"]["status"] == "critical" and all("operational_data/redis_cache:" in r for r in redis["health"]["reasons"])
 
 
+def test_stale_health_report_is_flagged(inputs):
+    old = {**inputs.report, "generated_at": (datetime.now(timezone.utc) - timedelta(hours=5)).isoformat()}
+    data = build_catalog(CatalogInputs(policy=inputs.policy, stores=inputs.stores, report=old))
+    assert data["health_report"]["stale"] is True and data["health_report"]["age_seconds"] >= 5 * 3600
+    assert build_catalog(inputs)["health_report"]["stale"] is False
+
+
 def test_no_health_report_is_not_an_error(inputs):
     data = build_catalog(CatalogInputs(policy=inputs.policy, stores=inputs.stores, report=None))
     assert data["health_report"] is None

@@ -2,7 +2,9 @@
 
 Routes (relative to the mount point, ``/backup-dr`` by default)::
 
-    GET /                      the page (HTML; ?refresh=1 re-reads the stores)
+    GET /                      the page (HTML; ?refresh=1 re-reads the stores). Mind the
+                               trailing slash: Airflow's UI catch-all route answers
+                               ``/backup-dr`` without it, and the page's links are relative
     GET /api/catalog           everything the page shows, as JSON
     GET /api/classes/{name}    one backup class
     GET /static/{file}         the page's CSS, JS and icon

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from backup_dr.core.artifacts.layout import kind_for, utc
@@ -37,6 +37,8 @@ TABLE_ROWS = 8  # newest backups listed per source
 HISTORY_POINTS = 60  # backups drawn in the size / duration chart
 DRILL_LOOKBACK = 10  # newest backups searched for the last drill record
 REPORT_REASONS = 50
+#: The health DAG runs hourly; an older report means nobody is watching the RPO any more.
+REPORT_STALE_AFTER = timedelta(hours=3)
 
 PitrLookup = Callable[[str, str], "dict[str, Any] | None"]
 
@@ -217,9 +219,10 @@ def _report_block(report: dict[str, Any] | None, now: datetime) -> dict[str, Any
     if report is None:
         return None
     generated = parse_iso(report.get("generated_at")) if report.get("generated_at") else None
+    age = int((now - generated).total_seconds()) if generated else None
     reasons = list(report.get("reasons") or [])
     return {"generated_at": report.get("generated_at"), "status": report.get("status"), "color": color_of(report.get("status")),
-            "age_seconds": int((now - generated).total_seconds()) if generated else None,
+            "age_seconds": age, "stale": age is None or age > REPORT_STALE_AFTER.total_seconds(),
             "reasons": reasons[:REPORT_REASONS], "more_reasons": max(0, len(reasons) - REPORT_REASONS)}
 
 
@@ -253,10 +256,12 @@ def build_catalog(inputs: CatalogInputs, *, now: datetime | None = None) -> dict
     ordered = sorted(inputs.policy.classes.values(), key=lambda c: (c.objective.rpo, c.name))  # tightest RPO first
     classes = [_class_block(inputs, cls, unreachable, now) for cls in ordered]
     stores = _stores_block(inputs, unreachable)
+    report = _report_block(inputs.report, now)
     data = {
         "generated_at": iso(now),
-        "color": worst(*(c["color"] for c in classes), *(s["color"] for s in stores)),
-        "health_report": _report_block(inputs.report, now),
+        "color": worst(*(c["color"] for c in classes), *(s["color"] for s in stores),
+                       AMBER if report is None or report["stale"] else GREY),
+        "health_report": report,
         "stores": stores,
         "classes": classes,
         "policy_issues": [f"{p}: {r}" for p, r in inputs.policy.issues],
