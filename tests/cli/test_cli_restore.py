@@ -271,3 +271,13 @@ def test_point_in_time_hand_off_contract(cli, tmp_path):
              "--class", "critical_data", extra_env=env)
     got = json.loads(call.read_text())
     assert got["at"] == "Timestamp(1767225600, 7)" and got["stores"] == ["s3"] and got["backup_class"] == "critical_data"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("backup_dr.core.pitr") is None, reason="this build has no PITR module")
+def test_point_in_time_restore_reaches_the_real_pitr_module(cli, history, mongo_scratch_server, fresh_db_name):
+    """With the real module: a time before the oldest backup is refused by it, through the CLI, target untouched."""
+    out = cli.run("restore", "mongo", "--at", "2026-01-01T00:00:00Z", "--to", "mongo_scratch", "--db", fresh_db_name,
+                  "--class", "critical_data")
+    assert out.returncode == 1, out.stderr
+    assert "cannot restore critical_data/mongodb to" in out.stderr
+    assert fresh_db_name not in mongo_scratch_server.client().list_database_names()

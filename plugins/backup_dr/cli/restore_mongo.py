@@ -181,8 +181,21 @@ def _run_pitr(restore_to_time, args, policy, stores, conn, at, collections, work
                                  backup_class=args.backup_class)
     data = {"ok": True, "at": str(at), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},
             "restore": _as_dict(result)}
-    emit(args, data, lambda d: f"restored {d['target']['conn_id']} to {d['at']}\n" + "\n".join(f"  {k}: {v}" for k, v in d["restore"].items()))
+    emit(args, data, _pitr_text)
     return 0
+
+
+def _pitr_text(d: dict[str, Any]) -> str:
+    r = d["restore"]
+    if "base_backup" not in r:  # a result shape this CLI does not know: show it all
+        return f"restored {d['target']['conn_id']} to {d['at']}\n" + "\n".join(f"  {k}: {v}" for k, v in r.items())
+    lines = [f"restored {d['target']['conn_id']} database {r.get('target_db')} to {r.get('requested')} ({r.get('mode')})",
+             f"  base {r['base_backup']} (from {r.get('base_store')}), then {r.get('slices')} oplog slice(s), "
+             f"{r.get('replayed_entries')} entries replayed until {r.get('replayed_until')}",
+             f"  documents restored: {r.get('documents_restored')}; validation: {'OK' if r.get('validated') else 'not run'}"]
+    lines.append(f"  safety backup of the previous data: {r['safety_backup']} in {r.get('safety_dir')}" if r.get("safety_backup")
+                 else "  no safety backup needed (the target database did not exist)")
+    return "\n".join(lines)
 
 
 def _human(d: dict[str, Any]) -> str:
