@@ -110,6 +110,10 @@ def _refusal(state: ChainState, upper: Timestamp, at, label: str) -> RestoreRefu
     current = state.current()
     if upper < merged[0].start:
         why = f"it is before the consistent point of the oldest full backup ({ts_text(merged[0].start)})"
+    elif upper > current.end and state.tip is not None and upper <= state.tip.end:
+        holes = "; ".join(h.reason for h in state.holes) or "the oplog rolled over"
+        why = (f"it falls in or after a gap of the oplog chain ({holes}): the slices that cover it cannot be replayed from any "
+               "full backup until one is taken after the gap")
     elif upper > current.end:
         why = f"it is after the newest archived oplog position ({ts_text(current.end)}); the next slice will extend the window"
     else:
