@@ -157,6 +157,16 @@ def slack_sink():
     sink.stop()
 
 
+@pytest.fixture(scope="session")
+def webhook_sink():
+    """The app's side of DR: the repoint webhook (POST) and the health URL (GET answers 200)."""
+    sink = HttpSink().start()
+    set_connection("dr_repoint_webhook", conn_type="http", host=f"{sink.url}/admin/repoint", password="repoint-token-secret")
+    os.environ["BACKUP_DR_APP_HEALTH_URL"] = f"{sink.url}/health"
+    yield sink
+    sink.stop()
+
+
 @pytest.fixture
 def sinks(smtp_sink, slack_sink):
     """Both alert sinks, emptied for this test."""

@@ -37,3 +37,50 @@ def run_dag(dag_id: str, **kwargs):
     dr = dag.test(**kwargs)
     states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dr.get_task_instances()}
     return dr, states
+
+
+class Approver:
+    """Answers Airflow human-in-the-loop requests of a dag.test() run, as a person would in the UI
+    (the same code path as the REST API's PATCH .../hitlDetails: record the response, resume the task)."""
+
+    def __init__(self, answers: dict[str, tuple[str, dict]]):
+        self.answers = answers  # task_id -> (option, params_input)
+        self.answered: list[str] = []
+        self._stop = False
+
+    def _loop(self):
+        import time
+
+        from airflow.models.hitl import HITLDetail
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.models.trigger import handle_event_submit
+        from airflow.triggers.base import TriggerEvent
+        from airflow.utils import timezone
+        from airflow.utils.session import create_session
+
+        while not self._stop:
+            time.sleep(0.3)
+            with create_session() as s:
+                for d in s.query(HITLDetail).filter(HITLDetail.responded_at.is_(None)).all():
+                    ti = s.get(TI, d.ti_id)
+                    if ti is None or ti.task_id not in self.answers or str(ti.state) != "awaiting_input":
+                        continue
+                    option, params = self.answers[ti.task_id]
+                    d.responded_by = {"id": "oncall", "name": "on-call DBA"}
+                    d.responded_at = timezone.utcnow()
+                    d.chosen_options = [option]
+                    d.params_input = params
+                    s.add(d)
+                    handle_event_submit(TriggerEvent(d.as_resume_event_payload()), task_instance=ti, session=s)
+                    self.answered.append(ti.task_id)
+
+    def __enter__(self):
+        import threading
+
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join(5)

@@ -532,7 +532,8 @@ def _parse_pitr(issues: _Issues, name: str, body: Any, parts: dict[str, Any], br
 
 def _parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any]) -> Scenario | None:
     path = f"dr_scenarios.{name}"
-    r = _Reader(issues, path, body, ("title", "rpo", "rto", "backup_class", "steps"), ("rpo", "rto", "backup_class", "steps"))
+    r = _Reader(issues, path, body, ("title", "rpo", "rto", "backup_class", "steps", "target_conn_id", "redis_target_conn_id"),
+                ("rpo", "rto", "backup_class", "steps"))
     rpo, rto = r.get("rpo", _as_duration), r.get("rto", _as_duration)
     cls_name = r.str("backup_class")
     cls = parts["classes"].get(cls_name)
@@ -573,9 +574,12 @@ def _parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any]
         best = pitr.interval if pitr else cls.schedule.interval
         if best and rpo < best:
             issues.add(f"{path}.rpo", f"{format_duration(rpo)} cannot be met: the newest recovery point can be {format_duration(best)} old")
+    if any(s.kind == "restore_redis" for s in steps) and not r.has("redis_target_conn_id"):
+        issues.add(f"{path}.redis_target_conn_id", "a scenario with a restore_redis step needs the Redis connection to load into")
     if issues.under(path):
         return None
-    return Scenario(name=name, title=r.str("title", name) or name, rpo=rpo, rto=rto, backup_class=cls_name, steps=tuple(steps))
+    return Scenario(name=name, title=r.str("title", name) or name, rpo=rpo, rto=rto, backup_class=cls_name, steps=tuple(steps),
+                    target_conn_id=r.str("target_conn_id"), redis_target_conn_id=r.str("redis_target_conn_id"))
 
 
 def _parse_alerts(issues: _Issues, data: Any) -> Alerts:
@@ -598,7 +602,7 @@ def _parse_alerts(issues: _Issues, data: Any) -> Alerts:
 def _parse_ops(issues: _Issues, data: Any) -> Ops:
     if data is None:
         return Ops()
-    r = _Reader(issues, "ops", data, ("health_schedule", "drill_schedule", "drill_scratch", "app_health_url"))
+    r = _Reader(issues, "ops", data, ("health_schedule", "drill_schedule", "drill_scratch", "app_health_url", "repoint_webhook_conn_id"))
     scratch = None
     if r.has("drill_scratch"):
         sr = _Reader(issues, "ops.drill_scratch", r.data["drill_scratch"], ("mongodb_conn_id",))
@@ -608,6 +612,7 @@ def _parse_ops(issues: _Issues, data: Any) -> Ops:
         drill_schedule=r.get("drill_schedule", lambda v: parse_cron(v)[0], Ops.drill_schedule),
         scratch_mongodb_conn_id=scratch,
         app_health_url=r.str("app_health_url"),
+        repoint_webhook_conn_id=r.str("repoint_webhook_conn_id"),
     )
 
 

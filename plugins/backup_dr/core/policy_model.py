@@ -190,6 +190,8 @@ class Scenario:
     rto: timedelta
     backup_class: str
     steps: tuple[Step, ...]
+    target_conn_id: str | None = None  # MongoDB to restore into (default: the source's own connection)
+    redis_target_conn_id: str | None = None  # Redis to load into (restore_redis steps)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class Ops:
     drill_schedule: str = "30 4 * * *"
     scratch_mongodb_conn_id: str | None = None
     app_health_url: str | None = None
+    repoint_webhook_conn_id: str | None = None  # DR "repoint" steps POST the new endpoints here
 
 
 @dataclass(frozen=True)

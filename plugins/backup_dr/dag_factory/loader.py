@@ -52,3 +52,25 @@ def register_ops_dags(namespace: dict[str, Any]) -> None:
     policy = _policy()
     _register(namespace, policy, "ops_backup_health", lambda: build_health_dag(policy), "backup health monitor")
     _register(namespace, policy, "ops_restore_drill", lambda: build_drill_dag(policy), "restore drill")
+
+
+def register_dr_dags(namespace: dict[str, Any]) -> None:
+    from backup_dr.dag_factory.dr import build_dr_dag
+
+    policy = _policy()
+    for name in sorted(policy.scenarios):
+        sc = policy.scenarios[name]
+        _register(namespace, policy, f"dr_{name}", lambda sc=sc: build_dr_dag(policy, sc), f"DR scenario {name}")
+    for name, issues in sorted(broken_entries(policy, "dr_scenarios").items()):
+        dag_id = f"dr_{name}"
+        if should_build(dag_id):
+            namespace[dag_id] = build_policy_error_dag(policy, dag_id, issues, f"DR scenario {name}")
+
+
+def register_pitr_dags(namespace: dict[str, Any]) -> None:
+    """``pitr_oplog_archive`` when the policy has ``pitr`` entries (broken ones become failing tasks in it)."""
+    from backup_dr.dag_factory.pitr import DAG_ID, build_pitr_dag
+
+    policy = _policy()
+    if policy.pitr or broken_entries(policy, "pitr"):
+        _register(namespace, policy, DAG_ID, lambda: build_pitr_dag(policy), "PITR oplog archiving")

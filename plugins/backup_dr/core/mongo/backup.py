@@ -114,14 +114,15 @@ def _archive_entry(manifest: Manifest):
 def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | Path, safety_dir: str | Path,
                     target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                     replay_oplog: bool = True, secrets: list[str] | None = None,
-                    use_server_apply_ops: bool | None = False) -> RestoreResult:
-    """Restore a backup safely; the bytes are verified against the manifest before anything else."""
+                    use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
+    """Restore a backup safely; the bytes are verified against the manifest before anything else.
+    ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step)."""
     entry = _archive_entry(manifest)
     path = fetch_verified(store, manifest, entry.name, workdir)
     return safe_restore(client, path, codec=entry.codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
-                        secrets=secrets, use_server_apply_ops=use_server_apply_ops)
+                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup)
 
 
 @dataclass

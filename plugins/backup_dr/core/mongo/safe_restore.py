@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from backup_dr.core.artifacts.layout import BackupId
-from backup_dr.core.errors import BackupDRError, RestoreError, VerificationError
+from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, VerificationError
 from backup_dr.core.mongo.codecs import SUFFIX
 from backup_dr.core.mongo.dump import dump_database
 from backup_dr.core.mongo.mongo_errors import convert, describe, translate
@@ -118,15 +118,25 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
                  target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                  safety_store: LocalStore, backup_class: str = "adhoc", source: str = "mongodb",
                  replay_oplog: bool = True, validate: bool = True, secrets: list[str] | None = None,
-                 use_server_apply_ops: bool | None = False) -> RestoreResult:
-    """Restore with safety backup, validation and rollback. See the module doc."""
+                 use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
+    """Restore with safety backup, validation and rollback. See the module doc.
+
+    ``safety_backup``: a safety backup Manifest taken just before by a separate step (the DR
+    runbook's "safety backup" task), used instead of taking a second one. It must live in
+    ``safety_store`` and be of the target database.
+    """
     summary = verify_archive(archive_path, codec=codec)  # IntegrityError here: nothing touched
     plan = plan_restore(summary.prelude, source_db=source_db, target_db=target_db, collections=collections,
                         where=str(archive_path))
     with translate(f"preparing the restore into {plan.target_db!r}", secrets=secrets, cls=RestoreError):
         check_target(client, plan, drop=drop)  # RestoreRefused here: nothing touched
-        safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
-                                    secrets=secrets)
+        if safety_backup is not None:
+            if safety_backup.details.get("database") != plan.target_db or safety_store.stat(safety_backup.id.manifest_key) is None:
+                raise RestoreRefused(f"safety backup {safety_backup.backup_id} is not of {plan.target_db!r} in {safety_store.describe()}")
+            safety = safety_backup
+        else:
+            safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
+                                        secrets=secrets)
     safety_path = safety_store.path(safety.id.key(safety.files[0].name)) if safety else None
     state = RestoreState()
     try:

@@ -1,0 +1,128 @@
+"""One manually triggered DAG per DR scenario: ``dr_<scenario>``.
+
+The scenario's steps run in order as real tasks; ``approval`` steps (provisioning, DNS,
+damage analysis: what no machine here can do) are Airflow human-in-the-loop approvals that
+show the operator what to do and WAIT; a rejection fails the run. The RTO is the DAG's
+deadline, and the last task measures the recovery time and point and posts the summary.
+"""
+
+from __future__ import annotations
+
+from backup_dr.core.durations import format_duration
+from backup_dr.core.policy_model import Policy, Scenario, Step
+from backup_dr.dag_factory.common import START_DATE, TAG, deadlines, default_args, objective_md
+
+_DRY_RUN_NOTE = "dry_run is ON by default: the run rehearses every step and changes nothing. Set dry_run=false to recover."
+
+
+def _approval(sc: Scenario, step: Step, body: str, **kw):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    return ApprovalOperator(
+        task_id=step.name,
+        subject=f"[{sc.name}] {step.title}",
+        body=body,
+        fail_on_reject=True,
+        retries=0,
+        response_timeout=sc.rto * 4,
+        doc_md=f"Human step: {step.instructions}",
+        **kw,
+    )
+
+
+def _body(sc: Scenario, step: Step) -> str:
+    return (
+        f"**{sc.title}** (RPO {format_duration(sc.rpo)}, RTO {format_duration(sc.rto)})\n\n{step.instructions}\n\n"
+        "Run parameters: target `{{ params.target_conn_id }}`, dry_run `{{ params.dry_run }}`, "
+        "point in time `{{ params.point_in_time or 'latest' }}`.\n\nApprove when done; Reject to stop the recovery."
+    )
+
+
+def _doc(policy: Policy, sc: Scenario) -> str:
+    steps = "\n".join(f"{i}. **{s.title}** (`{s.name}`: {s.kind}{', human approval' if s.kind == 'approval' else ''})" for i, s in enumerate(sc.steps, 1))
+    return (
+        f"# DR scenario: {sc.title}\n\n{objective_md(sc.rpo, sc.rto)}: the RTO is this DAG's deadline (an alert fires when a "
+        f"run is not finished {format_duration(sc.rto)} after it was queued).\n\n{steps}\n\n"
+        f"Then `summary` measures the recovery time and recovery point against the targets and posts them by email and Slack.\n\n"
+        f"**{_DRY_RUN_NOTE}** Other params: `target_conn_id` (MongoDB to restore into), `point_in_time` (ISO time; the whole "
+        "second is included), `drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened; "
+        "default the run's start, used for the achieved RPO).\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
+    )
+
+
+def build_dr_dag(policy: Policy, sc: Scenario):
+    from airflow.sdk import DAG, Param, TriggerRule
+
+    from backup_dr.operators import dr
+    from backup_dr.operators.dr_summary import DrSummaryOperator
+
+    cls = policy.classes[sc.backup_class]
+    src = next(policy.sources[j.source] for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
+    names = {s.kind: s.name for s in sc.steps if s.kind != "approval"}
+    steps_map = {k: names.get(k, k) for k in ("pick_backup", "safety_backup", "restore", "health_check")}
+    params = {
+        "target_conn_id": Param(sc.target_conn_id or src.conn_id, type="string", description="Airflow connection of the MongoDB to restore into"),
+        "redis_target_conn_id": Param(sc.redis_target_conn_id or "", type="string", description="Airflow connection of the Redis to load"),
+        "point_in_time": Param("", type="string", description="restore to this time (ISO 8601, whole second included); empty = newest backup"),
+        "incident_time": Param("", type="string", description="when the failure happened (ISO 8601); empty = when this run started"),
+        "dry_run": Param(True, type="boolean", description=_DRY_RUN_NOTE),
+        "drop": Param(False, type="boolean", description="allow overwriting a non-empty target database"),
+    }
+    common = {"scenario": sc.name, "steps": steps_map}
+    with DAG(
+        dag_id=f"dr_{sc.name}",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=[TAG, "dr", sc.name],
+        default_args=default_args(policy, f"DR scenario {sc.name}"),
+        doc_md=_doc(policy, sc),
+        params=params,
+        deadline=deadlines(policy, what=f"DR scenario {sc.name}", deadline="RTO", interval=sc.rto),
+    ) as dag:
+        tasks = []
+        # the approval right before a point-in-time pick_backup collects the time from the human
+        pitr_at = next((i for i, s in enumerate(sc.steps) if s.kind == "pick_backup" and s.point_in_time), None)
+        analyze = None
+        if pitr_at is not None:
+            analyze = next((s.name for s in reversed(sc.steps[:pitr_at]) if s.kind == "approval"), None)
+        for step in sc.steps:
+            if step.kind == "approval":
+                extra = {}
+                if step.name == analyze:
+                    extra["params"] = {"point_in_time": Param("", type="string", description="restore to this time (ISO 8601, whole second included)")}
+                task = _approval(sc, step, _body(sc, step), **extra)
+            elif step.kind == "detect":
+                task = dr.DetectOperator(task_id=step.name, **common)
+            elif step.kind == "pick_backup":
+                task = dr.PickBackupOperator(task_id=step.name, pitr_from_task=analyze if step.point_in_time else None, **common)
+            elif step.kind == "safety_backup":
+                task = dr.SafetyBackupOperator(task_id=step.name, **common)
+            elif step.kind == "restore":
+                task = dr.MongoRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
+            elif step.kind == "restore_redis":
+                task = dr.RedisRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
+            elif step.kind == "restore_files":
+                task = dr.FilesRecoverOperator(task_id=step.name, sources=list(step.sources), execution_timeout=sc.rto, **common)
+            elif step.kind == "validate":
+                task = dr.ValidateRestoreOperator(task_id=step.name, **common)
+            elif step.kind == "repoint":
+                if policy.ops.repoint_webhook_conn_id:
+                    task = dr.RepointOperator(task_id=step.name, **common)
+                else:
+                    manual = Step("approval", step.name, step.title, "Point the application at the restored database "
+                                  "(connection `{{ params.target_conn_id }}`) and restart it. No repoint webhook is "
+                                  "configured (ops.repoint_webhook_conn_id), so this is a human step.")
+                    task = _approval(sc, manual, _body(sc, manual))
+            elif step.kind == "health_check":
+                task = dr.HealthCheckOperator(task_id=step.name, **common)
+            else:  # the policy validator only admits known kinds
+                raise ValueError(f"unknown DR step kind {step.kind!r}")
+            task.doc_md = task.doc_md or f"Step: {step.title}"
+            if tasks:
+                tasks[-1] >> task
+            tasks.append(task)
+        summary = DrSummaryOperator(task_id="summary", trigger_rule=TriggerRule.ALL_DONE, **common)
+        tasks[-1] >> summary
+    return dag
