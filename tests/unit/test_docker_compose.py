@@ -34,7 +34,7 @@ def test_every_service_of_the_stack_is_there(compose):
     expected = {
         "postgres", "airflow-broker", *AIRFLOW_SERVICES,
         "mongo1", "mongo2", "mongo3", "mongo-init", "mongo-scratch", "app-redis",
-        "minio", "minio-init", "fake-gcs", "mailpit", "slack-sink", "api",
+        "minio", "minio-init", "fake-gcs", "mailpit", "slack-sink", "api", "mongo-dr", "redis-dr",
     }
     assert expected <= services, expected - services
 
@@ -79,7 +79,8 @@ def test_every_policy_connection_is_provisioned(airflow_env):
     policy = load_policy(ROOT / "include" / "policy.yaml")
     needed = {s.conn_id for s in policy.stores.values() if s.conn_id}
     needed |= {getattr(s, "conn_id", None) for s in policy.sources.values()} - {None}
-    needed |= {policy.alerts.email_conn_id, policy.alerts.slack_conn_id, policy.ops.scratch_mongodb_conn_id}
+    needed |= {policy.alerts.email_conn_id, policy.alerts.slack_conn_id, policy.ops.scratch_mongodb_conn_id, policy.ops.repoint_webhook_conn_id}
+    needed |= {c for sc in policy.scenarios.values() for c in (sc.target_conn_id, sc.redis_target_conn_id) if c}
     provisioned = {k[len("AIRFLOW_CONN_"):].lower(): v for k, v in airflow_env.items() if k.startswith("AIRFLOW_CONN_")}
     assert needed <= set(provisioned), needed - set(provisioned)
     conns = {cid: parse_conn(cid, provisioned[cid]) for cid in needed}
