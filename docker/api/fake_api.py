@@ -47,4 +47,4 @@ class App(BaseHTTPRequestHandler):
         self._log(200)
 
 
-ThreadingHTTPServer(("0.0.0.0", 8000), App).serve_forever()
+ThreadingHTTPServer((os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8000"))), App).serve_forever()

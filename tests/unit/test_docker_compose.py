@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,30 @@ def test_connection_json_is_valid(airflow_env):
     for key, value in airflow_env.items():
         if key.startswith("AIRFLOW_CONN_"):
             json.loads(value)
+
+
+def test_the_stand_in_api_serves_health_and_accepts_repoint(tmp_path):
+    import os
+    import time
+    import urllib.request
+
+    from backup_dr.devstack.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "docker" / "api" / "fake_api.py")],
+                            env={**os.environ, "APP_DIR": str(tmp_path), "HOST": "127.0.0.1", "PORT": str(port)})
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+                break
+            except OSError:
+                time.sleep(0.1)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/repoint", data=b'{"mongodb": {"host": "mongo-dr"}}', method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+        assert json.loads((tmp_path / "config" / "datasources.json").read_text())["mongodb"]["host"] == "mongo-dr"
+    finally:
+        proc.terminate()
+        proc.wait(10)
