@@ -152,7 +152,9 @@ class BackupHealthOperator(BaseOperator):
             from backup_dr.core.artifacts.manifest import parse_iso
 
             now = parse_iso(str(self.as_of))
-        report = check_health(policy, stores, now=now)
+        from backup_dr.core.pitr import pitr_health_check
+
+        report = check_health(policy, stores, now=now, extra_checks=[pitr_health_check])  # + the PITR window per source
         local = local_store(policy)
         key = save_report(local, report)
         prune_reports(local)
