@@ -94,6 +94,19 @@ def test_slice_runs_replicate_and_a_gap_run_alerts_and_triggers_the_full_backup(
     _, _, second = _slice_run(pitr_stack, now - timedelta(minutes=30), "second")
     assert second["previous_id"] == first["backup_id"] and second["consistent_point"]["start"] == first["consistent_point"]["end"]
 
+    # the restore operator: to the second of the "first" write = full backup + slice 1, not slice 2's write
+    from backup_dr.operators.pitr import PointInTimeRestoreOperator
+
+    first_write = pitr_stack.client.local["oplog.rs"].find_one({"ns": "korea_public_data.contents", "o._id": "first"})["ts"]
+    at = datetime.fromtimestamp(first_write.time, timezone.utc).isoformat()
+    op = PointInTimeRestoreOperator(task_id="pitr_restore", target_conn_id="mongo_korea_public_data", at=at,
+                                    target_db="pitr_restored", drop="False")
+    out = op.execute({})
+    restored = pitr_stack.client["pitr_restored"]
+    assert out["base_backup"] == full.backup_id and out["slice_ids"] == [first["backup_id"]] and out["validated"], out
+    assert restored.contents.find_one({"_id": "first"}) is not None and restored.contents.find_one({"_id": "second"}) is None
+    assert restored.contents.count_documents({}) == pitr_stack.db.contents.count_documents({}) - 1
+
     # lose the first slice everywhere: the chain from the full backup is broken
     prefix = BackupId.parse(first["backup_id"]).prefix
     for store in stores.values():

@@ -152,6 +152,23 @@ class PointInTimeRestoreOperator(BaseOperator):
         self.collections = collections
         self.policy_path = policy_path
 
+    def _open_stores(self, policy) -> dict[str, Any]:
+        """Every store that opens (local first): a restore uses any good copy, so one store whose
+        connection is missing or broken must not stop it (the catalog reports what it skipped)."""
+        from airflow.sdk.exceptions import AirflowException
+
+        from backup_dr.core.errors import BackupDRError, ConnectionConfigError
+
+        stores: dict[str, Any] = {}
+        for name, spec in sorted(policy.stores.items(), key=lambda kv: kv[1].type != "local"):
+            try:
+                stores[name] = open_store(spec)
+            except (BackupDRError, AirflowException) as e:
+                self.log.warning("store %s cannot be opened, restoring without it: %s", name, e)
+        if not stores:
+            raise ConnectionConfigError("no backup store could be opened", hint="check the store connections of the policy")
+        return stores
+
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.pitr import parse_at, restore_to_time
 
@@ -159,7 +176,7 @@ class PointInTimeRestoreOperator(BaseOperator):
         conn = conn_info(self.target_conn_id)
         with translate_errors(*conn.secrets):
             at = parse_at(self.at) if isinstance(self.at, str) else self.at
-            stores = {n: open_store(s) for n, s in sorted(policy.stores.items(), key=lambda kv: kv[1].type != "local")}
+            stores = self._open_stores(policy)
             safety = local_store(policy).root
             client = mongo_client(self.target_conn_id)
             try:
