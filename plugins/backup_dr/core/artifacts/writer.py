@@ -13,6 +13,15 @@ Used by every engine (MongoDB, Redis, files, git)::
 While a backup is being written an exclusive ``flock`` is held on a lock file inside its
 directory, so two attempts of the same task (a zombie and its retry) cannot interleave
 their files: the second one fails fast with a retryable error.
+
+With ``encryption=`` (a :class:`backup_dr.core.crypto.BackupEncryption`, from the class's
+policy) every file is stored as ciphertext (format in :mod:`backup_dr.core.crypto.stream`):
+``open_file`` encrypts while the engine writes, so no plaintext reaches the disk. The
+exception are formats in :data:`ENCRYPT_AT_COMMIT`, whose engines check the file they
+just wrote with an external tool by path (``redis-check-rdb``, ``git bundle verify``):
+they are written plain, checked, and encrypted in place by :meth:`commit` before the
+manifest is written (plaintext lives on the staging disk only while the task runs, and a
+failed attempt's leftovers are deleted by ``abort``/the retry's ``begin``).
 """
 
 from __future__ import annotations
@@ -27,19 +36,27 @@ from typing import Any, Iterator
 
 from backup_dr.core.artifacts.layout import MANIFEST, BackupId
 from backup_dr.core.artifacts.manifest import FileEntry, Manifest, iso, retention_block
+from backup_dr.core.crypto.files import encrypt_file_in_place, encrypting_writer, sealed_metadata
+from backup_dr.core.crypto.keys import BackupEncryption
 from backup_dr.core.errors import IntegrityError, StoreError
 from backup_dr.core.policy_model import Retention
+from backup_dr.core.progress import Progress
 from backup_dr.core.stores.local import HashingWriter, LocalStore
 
 log = logging.getLogger(__name__)
 
 _LOCK = ".tmp-lock"
 
+#: Formats whose engines re-read the written file by path (see the module doc).
+ENCRYPT_AT_COMMIT = frozenset({"rdb", "git-bundle"})
+
 
 class ArtifactWriter:
     def __init__(self, store: LocalStore, bid: BackupId, *, source_type: str, retention: Retention | None = None,
-                 run_after: datetime | None = None):
+                 run_after: datetime | None = None, encryption: BackupEncryption | None = None):
         self.store = store
+        self.encryption = encryption
+        self._encrypt_at_commit: list[str] = []
         self.bid = bid
         self.source_type = source_type
         self.retention = retention
@@ -79,6 +96,7 @@ class ArtifactWriter:
                 log.info("removing leftover of an earlier attempt: %s", child)
                 child.unlink() if child.is_file() else shutil.rmtree(child, ignore_errors=True)
         self.files = []
+        self._encrypt_at_commit = []
         self.started_at = datetime.now(timezone.utc)
 
     def _release(self) -> None:
@@ -89,12 +107,45 @@ class ArtifactWriter:
 
     @contextmanager
     def open_file(self, name: str, *, codec: str = "none", format: str = "", expected_size: int | None = None) -> Iterator[HashingWriter]:
-        """A hashing stream for one data file; recorded in the manifest when closed cleanly."""
+        """A hashing (and, for an encrypted class, encrypting) stream for one data file;
+        recorded in the manifest when closed cleanly."""
         if self._lock_fd is None:
             raise RuntimeError("call begin() before writing files")
+        if self.encryption is None or format in ENCRYPT_AT_COMMIT:
+            with self.store.open_write(self.bid.key(name), expected_size=expected_size) as w:
+                yield w
+            self.add_entry(FileEntry(name=name, size=w.size, sha256=w.sha256, codec=codec, format=format))
+            if self.encryption is not None:
+                self._encrypt_at_commit.append(name)
+            return
         with self.store.open_write(self.bid.key(name), expected_size=expected_size) as w:
-            yield w
-        self.add_entry(FileEntry(name=name, size=w.size, sha256=w.sha256, codec=codec, format=format))
+            sealer = encrypting_writer(w, self.encryption, str(self.bid), name)
+            yield sealer
+            sealer.close()
+        self.add_entry(FileEntry(name=name, size=w.size, sha256=w.sha256, codec=codec, format=format,
+                                 plain_sha256=sealer.plain_sha256, plain_size=sealer.plain_size,
+                                 encryption=sealed_metadata(sealer, self.encryption)))
+
+    def _encrypt_staged(self) -> None:
+        """Encrypt the files written plain (ENCRYPT_AT_COMMIT) in place, keeping their manifest order."""
+        pending = [f for f in self.files if f.name in self._encrypt_at_commit]
+        if not pending:
+            return
+        progress = Progress(f"encrypt {self.bid}", total_items=len(pending), total_bytes=sum(f.size for f in pending),
+                            unit="files")
+        for plain in pending:
+            w, sealer = encrypt_file_in_place(self.store, self.bid.key(plain.name), self.encryption, str(self.bid), plain.name,
+                                              on_read=lambda n: progress.add(0, n))
+            if (sealer.plain_size, sealer.plain_sha256) != (plain.size, plain.sha256):
+                raise IntegrityError(f"backup {self.bid}: {plain.name} changed on disk between writing and encrypting it; "
+                                     "refusing to write a manifest")
+            sealed = FileEntry(name=plain.name, size=w.size, sha256=w.sha256, codec=plain.codec, format=plain.format,
+                               plain_sha256=plain.sha256, plain_size=plain.size,
+                               encryption=sealed_metadata(sealer, self.encryption))
+            self.files = [sealed if f.name == plain.name else f for f in self.files]
+            progress.add(1)
+        self._encrypt_at_commit = []
+        progress.done()
 
     def add_entry(self, entry: FileEntry) -> None:
         self.files = [f for f in self.files if f.name != entry.name] + [entry]
@@ -107,6 +158,7 @@ class ArtifactWriter:
         try:
             if not self.files:
                 raise IntegrityError(f"backup {self.bid} has no data files; refusing to write a manifest")
+            self._encrypt_staged()
             for f in self.files:
                 info = self.store.stat(self.bid.key(f.name))
                 if info is None or info.size != f.size:
