@@ -293,7 +293,7 @@ def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
     path = f"stores.{name}"
     r = _Reader(issues, path, body, ("type", "path", "bucket", "prefix", "conn_id", "object_lock", "encryption"), ("type",))
     kind = r.get("type", _one_of("local", "s3", "gcs"))
-    lock = enc = None
+    lock = None
     if r.has("object_lock"):
         lr = _Reader(issues, f"{path}.object_lock", r.data["object_lock"], ("mode",), ("mode",))
         mode = lr.get("mode", _one_of("COMPLIANCE", "GOVERNANCE"))
@@ -301,9 +301,9 @@ def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
         if kind and kind != "s3":
             issues.add(f"{path}.object_lock", f"Object Lock is an S3 feature; store type is {kind!r}")
     if r.has("encryption"):
-        er = _Reader(issues, f"{path}.encryption", r.data["encryption"], ("key_conn_id",), ("key_conn_id",))
-        key_conn = er.str("key_conn_id")
-        enc = Encryption(key_conn) if key_conn else None
+        issues.add(f"{path}.encryption", "client-side encryption is set per backup class, not per store: move it to "
+                   "classes.<name>.encryption (each class's files are encrypted once, so every store holds the same "
+                   "ciphertext and one manifest)")
     spec = StoreSpec(
         name=name,
         type=kind or "local",
@@ -312,7 +312,6 @@ def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
         prefix=(r.get("prefix", lambda v: "" if v in (None, "") else _as_str(v), "") or "").strip("/"),
         conn_id=r.str("conn_id"),
         object_lock=lock,
-        encryption=enc,
     )
     if kind == "local" and issues.under(f"{path}.path"):
         pass
@@ -421,7 +420,8 @@ def _parse_class(
     issues: _Issues, name: str, body: Any, policy_parts: dict[str, Any], broken: dict[str, set[str]]
 ) -> BackupClass | None:
     path = f"classes.{name}"
-    allowed = ("description", "schedule", "deploy_asset", "retention", "gfs", "stores", "objective", "rpo", "rto", "jobs")
+    allowed = ("description", "schedule", "deploy_asset", "retention", "gfs", "stores", "objective", "rpo", "rto", "jobs",
+               "encryption")
     r = _Reader(issues, path, body, allowed, ("schedule", "retention", "stores"))
     if not r.ok:
         return None
@@ -443,6 +443,7 @@ def _parse_class(
         issues.add(f"{path}.stores", "the first store must be a local store: backups are staged there, then replicated")
 
     objective = _parse_class_objective(issues, path, r, policy_parts["objectives"])
+    encryption = _parse_encryption(issues, f"{path}.encryption", r.data["encryption"]) if r.has("encryption") else None
     jobs_raw = r.data.get("jobs")
     jobs: list[Job] = []
     if not isinstance(jobs_raw, list) or not jobs_raw:
@@ -481,7 +482,18 @@ def _parse_class(
         stores=stores,
         objective=objective,
         jobs=tuple(sorted(jobs, key=lambda j: j.priority)),
+        encryption=encryption,
     )
+
+
+def _parse_encryption(issues: _Issues, path: str, body: Any) -> Encryption | None:
+    """``{key_conn_id: <connection holding the master key or keyring>}``."""
+    er = _Reader(issues, path, body, ("key_conn_id",), ("key_conn_id",))
+    conn = er.str("key_conn_id")
+    if conn is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", conn):
+        issues.add(f"{path}.key_conn_id", f"{conn!r} is not a connection id (letters, digits, '_', '.', '-')")
+        return None
+    return Encryption(conn) if conn else None
 
 
 def _parse_class_objective(issues: _Issues, path: str, r: _Reader, objectives: dict[str, Objective]) -> Objective | None:

@@ -54,7 +54,12 @@ class ObjectLock:
 
 @dataclass(frozen=True)
 class Encryption:
-    """Client-side encryption: the master key comes from this connection (password field)."""
+    """Client-side encryption of a class's backups (``classes.<name>.encryption``).
+
+    The master key (or keyring) comes from connection ``key_conn_id``; see
+    :mod:`backup_dr.core.crypto.keys`. Per class, not per store: the files are encrypted once
+    when written, so every store holds the same ciphertext and one manifest fits them all.
+    """
 
     key_conn_id: str
 
@@ -68,7 +73,6 @@ class StoreSpec:
     prefix: str = ""
     conn_id: str | None = None
     object_lock: ObjectLock | None = None
-    encryption: Encryption | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class BackupClass:
     stores: tuple[str, ...]
     objective: Objective
     jobs: tuple[Job, ...]
+    encryption: Encryption | None = None
 
 
 @dataclass(frozen=True)
