@@ -122,3 +122,39 @@ def test_slice_runs_replicate_and_a_gap_run_alerts_and_triggers_the_full_backup(
     with create_session() as session:
         triggered = session.query(DagRun).filter_by(dag_id="backup_critical_data", run_id=third["trigger_run_id"]).one_or_none()
     assert triggered is not None, f"no backup_critical_data run {third['trigger_run_id']}"
+
+
+@pytest.mark.parametrize("interval, expected", [
+    (timedelta(minutes=15), "*/15 * * * *"), (timedelta(minutes=1), "* * * * *"), (timedelta(hours=2), "0 */2 * * *"),
+    (timedelta(minutes=7), None), (timedelta(minutes=90), None),
+])
+def test_schedule_is_a_cron_when_the_interval_divides_the_clock_else_a_delta(policy, interval, expected):
+    from airflow.sdk import CronTriggerTimetable, DeltaTriggerTimetable
+
+    from backup_dr.dag_factory.pitr import pitr_timetable
+
+    tt = pitr_timetable(policy, interval)
+    if expected is None:
+        assert isinstance(tt, DeltaTriggerTimetable) and tt.delta == interval
+    else:
+        assert isinstance(tt, CronTriggerTimetable) and tt.expression == expected
+
+
+def test_dag_shape_deadline_and_gap_branching(airflow_db, policy):
+    from tests.dags.conftest import load_dag
+
+    from backup_dr.dag_factory.pitr import gap_branch
+
+    dag = load_dag(DAG_ID)
+    spec = policy.pitr["mongodb"]
+    assert [d.interval for d in dag.deadline] == [spec.interval]
+    assert dag.max_active_runs == 1 and "pitr" in dag.tags and "whole second" in dag.doc_md.lower()
+    trigger = dag.get_task("trigger_full_backup_mongodb")
+    assert trigger.trigger_dag_id == "backup_critical_data" and trigger.skip_when_already_exists is True
+    assert dag.get_task("replicate_slice_mongodb").expand_input.value["store"] == ["s3"]  # local is the staging store
+    assert {t.task_id for t in dag.get_task("on_gap_mongodb").downstream_list} == {"alert_gap_mongodb", "trigger_full_backup_mongodb"}
+    ok = {"new_gap": False, "needs_full_backup": False, "trigger_run_id": None}
+    assert gap_branch(ok, "a", "t") == []
+    assert gap_branch({**ok, "new_gap": True, "needs_full_backup": True, "trigger_run_id": "r"}, "a", "t") == ["a", "t"]
+    assert gap_branch({**ok, "new_gap": True}, "a", "t") == ["a"]  # a gap a newer full backup already bridges
+    assert gap_branch({**ok, "needs_full_backup": True, "trigger_run_id": "r"}, "a", "t") == ["t"]  # no full backup yet
