@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.connections import ConnInfo, redact
+from backup_dr.core.crypto.keys import set_connection_resolver
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, TransientError
 from backup_dr.core.policy import default_policy_path, load_policy
 from backup_dr.core.policy_model import Policy, StoreSpec
@@ -56,6 +57,13 @@ def conn_info(conn_id: str) -> ConnInfo:
         conn_id=conn_id, conn_type=c.conn_type or "", host=c.host, port=c.port, login=c.login,
         password=c.password, schema=c.schema, extra=c.extra_dejson or {},
     )
+
+
+# Encrypted backups name the connection holding their master key; the core resolves it from
+# the environment by default. In Airflow it must come from Airflow's connections (metadata DB
+# or secrets backend), for the backup operators and for every restore/verify/drill operator
+# alike, so it is installed once here, where all of them import from.
+set_connection_resolver(conn_info)
 
 
 def open_store(spec: StoreSpec) -> Store:

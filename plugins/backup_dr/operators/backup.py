@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator, Context
 
 from backup_dr.core.artifacts.layout import BackupId, kind_for
 from backup_dr.core.artifacts.writer import ArtifactWriter
+from backup_dr.core.crypto.keys import encryption_for_class
 from backup_dr.core.policy_model import BackupClass, Job, Policy
 from backup_dr.operators._common import conn_info, get_policy, local_store, manifest_summary, mongo_client, run_after, translate_errors
 
@@ -43,10 +44,14 @@ class _BackupOperator(BaseOperator):
         src = policy.sources[self.source]
         store = local_store(policy, cls.name)
         bid = BackupId.new(cls.name, src.name, self.kind(src), run_after(context))
-        writer = ArtifactWriter(store, bid, source_type=src.type, retention=cls.retention, run_after=run_after(context))
-        self.log.info("backup %s of %s (%s) into %s", bid, src.name, src.type, store.describe())
+        with translate_errors():  # a missing or malformed key fails the task before any data is read
+            encryption = encryption_for_class(cls)
+        writer = ArtifactWriter(store, bid, source_type=src.type, retention=cls.retention, run_after=run_after(context),
+                                encryption=encryption)
+        self.log.info("backup %s of %s (%s) into %s%s", bid, src.name, src.type, store.describe(),
+                      f", encrypted with key {encryption.key.key_id!r}" if encryption else "")
         manifest = self.run(policy, cls, src, writer, context)
-        return manifest_summary(manifest, store=store.name)
+        return manifest_summary(manifest, store=store.name, **({"encryption_key_id": encryption.key.key_id} if encryption else {}))
 
 
 class MongoDumpOperator(_BackupOperator):
