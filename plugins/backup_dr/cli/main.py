@@ -35,6 +35,8 @@ _COMMAND_MODULES = (
     "backup_dr.cli.prune_cmd",
     "backup_dr.cli.health_cmd",
     "backup_dr.cli.policy_cmd",
+    "backup_dr.cli.keys_cmd",
+    "backup_dr.cli.decrypt_cmd",
 )
 
 _EPILOG = """\
@@ -154,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("json", "verbose", "no_progress"):
         setattr(args, name, bool(getattr(args, name, False)))
     _setup_logging(args)
+    from backup_dr.cli.keys_cmd import install_key_resolver
+
+    install_key_resolver()  # encrypted backups: key connections from env/file, their keys scrubbed from output
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
