@@ -183,3 +183,38 @@ def test_missing_key_lists_what_the_keyring_has(k1, k2):
 def test_a_renamed_key_is_found_by_fingerprint(k1):
     data = os.urandom(9000)
     assert open_sealed(seal(data, k1, key_id="k1"), ring(old_name=k1)) == data
+
+
+def _standalone_decrypt(ct: bytes, master: bytes) -> bytes:
+    """The format as documented in core/crypto/stream.py, read with nothing of ours."""
+    import hashlib
+    import hmac
+    import struct
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    magic, version, alg, chunk, prefix = struct.unpack_from(">8sBBI8s", ct, 0)
+    assert (magic, version, alg) == (b"BDRCRYPT", 1, 1)
+    pos = 22
+    kid_len = ct[pos]
+    pos += 1 + kid_len
+    fp = ct[pos:pos + 8]
+    assert fp == hmac.new(master, b"backup_dr master key fingerprint v1", hashlib.sha256).digest()[:8]
+    pos += 8
+    ctx_len = int.from_bytes(ct[pos:pos + 2], "big")
+    pos += 2 + ctx_len
+    aad_hdr, wrap_nonce, wrapped = ct[:pos], ct[pos:pos + 12], ct[pos + 12:pos + 60]
+    dk = AESGCM(master).decrypt(wrap_nonce, wrapped, aad_hdr)
+    body = ct[pos + 60:]
+    blocks = [body[i:i + chunk + 16] for i in range(0, len(body), chunk + 16)]
+    out = b""
+    for i, block in enumerate(blocks):
+        final = i == len(blocks) - 1
+        out += AESGCM(dk).decrypt(prefix + i.to_bytes(4, "big"), block, i.to_bytes(8, "big") + bytes([final]))
+    return out
+
+
+@pytest.mark.parametrize("size", [0, 5000, 3 * CHUNK])
+def test_the_documented_format_can_be_read_without_our_code(k1, size):
+    data = os.urandom(size)
+    assert _standalone_decrypt(seal(data, k1), k1) == data
