@@ -95,7 +95,8 @@ def archive_slice(client, policy: Policy, source: str, local: LocalStore, stores
     """
     spec = pitr_spec(policy, source)
     src = policy.sources[source]
-    assert isinstance(src, MongoSource)
+    if not isinstance(src, MongoSource):
+        raise PolicyError([(f"pitr.{source}", "point-in-time recovery needs a MongoDB source")])
     cls = policy.classes[spec.backup_class]
     bid = BackupId.new(cls.name, src.name, "oplog", run_after)
     writer = ArtifactWriter(local, bid, source_type="mongodb", retention=cls.retention, run_after=run_after)
@@ -133,6 +134,8 @@ def archive_slice(client, policy: Policy, source: str, local: LocalStore, stores
                 _gap(base, all_stores, breaks, ROLLOVER, start, _rollover_reason(start, oldest), run_after, chain_id,
                      needs_full=True)
                 base.status = "gap"
+                base.message = (f"the oplog rolled over while slice {bid} was read, so it may lack entries: not kept; "
+                                "a new full backup starts a new chain")
                 return base
             details = {"database": src.database, "chain_id": chain_id, "first_ts": ts_dict(read.first_ts),
                        "last_ts": ts_dict(read.last_ts), "member": read.member, "read_preference": src.read_preference,
