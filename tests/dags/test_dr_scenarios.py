@@ -120,3 +120,43 @@ def test_full_infrastructure_failure_restores_db_cache_and_files(stack, webhook_
     assert any((app / "uploads").rglob("*.pdf"))
     dst = replacement_mongo.client()["korea_public_data"]
     assert dst.announcements.count_documents({}) == mongo_client["korea_public_data"].announcements.count_documents({})
+
+
+@pytest.mark.slow
+def test_data_corruption_rolls_back_to_the_second_before_it(stack, webhook_sink, tmp_path, monkeypatch):
+    """Point-in-time recovery through the DR DAG: the on-call DBA enters the time in the
+    analyze_damage approval form; the database comes back exactly as it was at that second."""
+    import time
+
+    from backup_dr.devstack import sample_data
+
+    with MongoServer(tmp_path / "prod", oplog_max_entries=500_000) as prod:
+        conn = {"conn_type": "mongo", "host": "127.0.0.1", "port": prod.port, "extra": {"directConnection": True}}
+        monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA", json.dumps(conn))
+        client = prod.client()
+        sample_data.seed_mongo(client, {"announcements": 400, "businesses": 300, "contents": 50, "statistics": 100})
+        db = client["korea_public_data"]
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        _backup_now(now - timedelta(minutes=40))
+        dr, states = run_dag("pitr_oplog_archive", logical_date=now - timedelta(minutes=30))
+        assert str(dr.state) == "success", states
+        # good writes, then the moment to go back to, then the corruption (in a later second)
+        db.announcements.update_many({"status": "모집중"}, {"$set": {"status": "마감", "closed_by": "batch-2026-11"}})
+        db.businesses.insert_one({"business_number": "999-99-99999", "name": "(주)새사업체"})
+        time.sleep(1.1)
+        good_at = datetime.now(timezone.utc).replace(microsecond=0)
+        expected = {c: _raw_by_id(db, c) for c in COLLS}
+        time.sleep(1.1)
+        db.announcements.delete_many({"region": {"$in": ["서울특별시", "부산광역시"]}})  # the "corruption"
+        db.businesses.update_many({}, {"$set": {"name": None}})
+        dr, states = run_dag("pitr_oplog_archive", logical_date=now - timedelta(minutes=15))
+        assert str(dr.state) == "success", states
+        point = good_at.isoformat()
+        with Approver({"analyze_damage": ("Approve", {"point_in_time": point})}) as approver:
+            dr, states = run_dag("dr_data_corruption", run_conf={"dry_run": False, "drop": True})
+        assert approver.answered == ["analyze_damage"]
+        assert str(dr.state) == "success", states
+        for coll in COLLS:
+            assert _raw_by_id(db, coll) == expected[coll], coll
+        mail = stack["smtp"].wait_for(lambda m: "DR data_corruption: recovered" in m["Subject"])
+        assert mail and f"recovery point {point}" in stack["smtp"].text(mail[0])
