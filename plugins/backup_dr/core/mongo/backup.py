@@ -30,6 +30,7 @@ from backup_dr.core.mongo import bsonraw
 from backup_dr.core.mongo.codecs import SUFFIX, check_codec
 from backup_dr.core.mongo.dump import DumpResult, dump_database
 from backup_dr.core.mongo.metadata import describe
+from backup_dr.core.mongo.mongo_errors import translate
 from backup_dr.core.mongo.oplog import ts_dict
 from backup_dr.core.mongo.restore import RestoreResult, open_archive, restore_archive
 from backup_dr.core.mongo.safe_restore import safe_restore, validate_restore
@@ -66,8 +67,10 @@ def backup_mongodb(client, source: MongoSource, job: Job, writer: ArtifactWriter
                                    metadata_only=job.metadata_only, secrets=secrets, progress_every=progress_every)
         else:
             name = archive_name(source.database, codec)
+            with translate(f"dumping MongoDB database {source.database!r}", secrets=secrets):
+                version = server_version(client)  # the first round trip: a server that is down fails here
             with writer.open_file(name, codec=codec, format=ARCHIVE_FORMAT) as out:
-                sink = ArchiveSink(out, codec, server_version=server_version(client), tool_version=tool_version())
+                sink = ArchiveSink(out, codec, server_version=version, tool_version=tool_version())
                 result = dump_database(client, source.database, sink, collections=collections,
                                        read_pref=source.read_preference, metadata_only=job.metadata_only,
                                        secrets=secrets, progress_every=progress_every)
