@@ -1,0 +1,231 @@
+"""Shared pieces of the fault-injection matrix (issue 9): private servers we may kill, a fault
+thread that fires when a condition is seen, and the "what is left behind" inspectors.
+
+Rules every row follows:
+
+* Faults are real: a stand-in process is SIGKILLed by its PID, a Redis server drops the
+  replica link itself (``CLIENT KILL``), a tmpfs really fills, bytes really rot on disk.
+  Only PRIVATE servers are killed; the session servers other tests share are never touched.
+* Every row runs through the real DAG with ``dag.test()`` where Airflow is part of the
+  behaviour (retries, failure callbacks, XCom), and asserts three things: what happened
+  (task states), what the user sees (error text, alert), what is left behind (store
+  listings, temp files, target data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.conftest import set_connection  # noqa: F401 - re-exported for the row modules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- Airflow views
+
+
+def xcom(dr, task_id: str, map_index: int = -1):
+    """The return value a task pushed in run ``dr`` (None when it pushed nothing)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id, task_id=task_id,
+                                                 map_index=map_index, key="return_value").first()
+        return row.value if row is not None else None
+
+
+def all_xcom_text(dag_ids: set[str] | None = None) -> str:
+    """Every XCom value in the metadata DB (optionally of some DAGs), as one JSON text."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        q = session.query(XComModel)
+        rows = [r for r in q.all() if dag_ids is None or r.dag_id in dag_ids]
+        return "\n".join(json.dumps(r.value, default=str, ensure_ascii=False) for r in rows)
+
+
+def task_tries(dr, task_id: str, map_index: int = -1) -> int:
+    """How many times a task instance of ``dr`` ran (its try_number)."""
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TI).filter_by(dag_id=dr.dag_id, run_id=dr.run_id, task_id=task_id, map_index=map_index).one()
+        return ti.try_number
+
+
+class Output:
+    """Everything a ``dag.test()`` run printed and logged (its task logs).
+
+    Under ``dag.test()`` Airflow writes no task log files: the task runs in-process and its
+    log (operator ``self.log``, core ``logging``, the "Task failed with exception" record with
+    the traceback) goes to this process's stdout/stderr and logging handlers. ``text()``
+    returns all of it captured so far, at the file-descriptor level (so child processes'
+    output is included too).
+    """
+
+    def __init__(self, capfd, caplog):
+        self._capfd, self._caplog, self._seen = capfd, caplog, []
+
+    def text(self) -> str:
+        out, err = self._capfd.readouterr()
+        self._seen += [out, err]
+        records = "\n".join(f"{r.levelname} {r.name} {r.getMessage()}" + (f"\n{r.exc_text}" if r.exc_text else "")
+                            for r in self._caplog.records)
+        return "".join(self._seen) + "\n" + records
+
+
+def mail_text(smtp, message) -> str:
+    return smtp.text(message)
+
+
+# ----------------------------------------------------------------------------- what is left behind
+
+
+def tmp_leftovers(root: Path) -> list[str]:
+    """Temp files/dirs our writers create (``.tmp-*``) anywhere under ``root``.
+
+    Not counted: the writer's lock file (``.tmp-lock``) inside a COMPLETE backup directory
+    (manifest present): it stays by design (a zombie attempt that wakes up finds the lock
+    and the manifest) and goes with the directory when prune deletes the backup. Anywhere
+    else, e.g. in a directory without a manifest, it is a leftover.
+    """
+    out = []
+    for p in Path(root).rglob(".tmp-*"):
+        if p.name == ".tmp-lock" and (p.parent / "manifest.json").exists():
+            continue
+        out.append(str(p.relative_to(root)))
+    return sorted(out)
+
+
+def backup_dirs(root: Path) -> dict[str, bool]:
+    """Every backup directory under a local store root -> whether it holds a manifest."""
+    out = {}
+    for d in Path(root).rglob("*"):
+        if d.is_dir() and d.name.count(".") == 3 and d.name[-1] == "Z":
+            out[d.name] = (d / "manifest.json").exists()
+    return out
+
+
+def keys_of(store, prefix: str = "") -> list[str]:
+    return [i.key for i in store.list(prefix)]
+
+
+def complete_ids(store) -> list[str]:
+    """Backup ids a store shows as complete (manifest present), the catalog's view."""
+    from backup_dr.core.catalog import Catalog
+
+    return [e.backup_id for e in Catalog([store]).list()]
+
+
+def all_ids(store) -> list[str]:
+    from backup_dr.core.catalog import Catalog
+
+    return [e.backup_id for e in Catalog([store]).list(include_incomplete=True)]
+
+
+# ----------------------------------------------------------------------------- fault injection
+
+
+class FaultThread:
+    """Polls ``when()`` every ``every`` seconds and runs ``then()`` once it is true.
+
+    Used to kill a server at the right moment of a run that executes in this process
+    (``dag.test()`` runs tasks in-process, so the fault must come from another thread).
+    """
+
+    def __init__(self, when: Callable[[], bool], then: Callable[[], None], *, every: float = 0.01, timeout: float = 120.0,
+                 repeat: bool = False):
+        self.when, self.then, self.every, self.timeout, self.repeat = when, then, every, timeout, repeat
+        self.fired = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fault-injector")
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                if self.when():
+                    self.then()
+                    self.fired += 1
+                    if not self.repeat:
+                        return
+            except Exception as e:  # noqa: BLE001 - reported by the test through .error
+                self.error = e
+                return
+            time.sleep(self.every)
+
+    def __enter__(self) -> "FaultThread":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class GrowingTmpFile:
+    """True once a writer's temp file under ``root`` holds at least ``min_bytes`` (mid-write);
+    ``seen`` keeps the size observed, for the test's message."""
+
+    def __init__(self, root: Path, min_bytes: int):
+        self.root, self.min_bytes, self.seen = Path(root), min_bytes, 0
+
+    def __call__(self) -> bool:
+        for p in self.root.rglob(".tmp-*"):
+            try:
+                size = p.stat().st_size if p.is_file() else 0
+            except FileNotFoundError:
+                continue
+            if size >= self.min_bytes:
+                self.seen = size
+                return True
+        return False
+
+
+def bytes_received(pid: int) -> int:
+    """Bytes a process has read so far (``rchar`` of /proc/<pid>/io: sockets included)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no rchar for pid {pid}")
+
+
+def mongo_conn(server, **extra) -> str:
+    return json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": server.port,
+                       "extra": {"directConnection": True, **extra}})
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def output(capfd, caplog) -> Output:
+    caplog.set_level("INFO")
+    return Output(capfd, caplog)
+
+
+@pytest.fixture
+def backup_stack(airflow_db, local_store_root, s3_bucket, gcs_bucket, sinks):
+    """The stores and alert sinks of a backup DAG run (each test brings its own source server)."""
+    return {"local": local_store_root, "s3": s3_bucket, "gcs": gcs_bucket, "smtp": sinks[0], "slack": sinks[1]}
+
+
+@pytest.fixture
+def policy_stores(backup_stack):
+    """The policy's stores for this test's buckets and local dir, opened like the CLI opens them."""
+    from backup_dr.core.policy import default_policy_path, load_policy
+    from backup_dr.core.stores.factory import open_stores
+
+    policy = load_policy(default_policy_path())
+    return open_stores(policy.stores.values())
