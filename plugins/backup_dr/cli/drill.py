@@ -9,14 +9,12 @@ local ``redis-server``, files and git bundles into a temporary directory. The re
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
 from typing import Any
 
 from backup_dr.cli.common import UsageError, resolve_conn, scrub
 from backup_dr.cli.targets import mongo_client
 from backup_dr.core.artifacts.manifest import Manifest
-from backup_dr.core.errors import BackupDRError
+from backup_dr.core.errors import BackupDRError, RestoreRefused
 from backup_dr.core.policy_model import Policy
 from backup_dr.core.stores.base import Store
 from backup_dr.core.verify import record_verification
@@ -46,50 +44,18 @@ def scratch_conn_id(policy: Policy, given: str | None) -> str:
     return conn_id
 
 
-def _restore(manifest: Manifest, store: Store, policy: Policy, conn_id: str | None, workdir: str) -> dict[str, Any]:
-    kind = manifest.source_type
-    t0 = time.monotonic()
-    if kind == "mongodb":
-        from backup_dr.core.mongo.backup import verify_restore
-
-        conn = resolve_conn(conn_id)
-        with mongo_client(conn) as client:
-            res = verify_restore(client, store, manifest, workdir=workdir)
-        return {"ok": res.ok, "restore_seconds": round(res.seconds, 3), "problems": res.problems, "details": res.as_dict()}
-    if kind == "redis":
-        from backup_dr.core.redis.verify import verify_rdb_restore
-
-        rep = verify_rdb_restore(store, manifest, workdir=workdir, raise_on_mismatch=False)
-        return {"ok": rep["ok"], "restore_seconds": rep["total_seconds"], "problems": rep["problems"],
-                "details": {k: rep[k] for k in ("load_seconds", "expected", "restored", "sampled_keys", "warnings")}}
-    if kind == "files":
-        from backup_dr.core.files import restore_files
-
-        res = restore_files(store, manifest, f"{workdir}/restored", workdir=f"{workdir}/fetch")
-        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": res.as_dict()}
-    if kind == "git":
-        from backup_dr.core.gitbundle import restore_git
-
-        res = restore_git(store, manifest, f"{workdir}/restored", f"{workdir}/fetch")
-        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": res.as_dict()}
-    raise UsageError(f"no scratch restore for source type {kind!r}")
-
-
 def run_drill(manifest: Manifest, store: Store, policy: Policy, *, conn_id: str | None, workdir: str | None,
               record: bool) -> dict[str, Any]:
     """Restore ``manifest`` from ``store`` into a scratch target; record and return the result."""
+    from backup_dr.core.drill import run_drill as core_drill
+
     log.info("scratch restore of %s from store %s", manifest.backup_id, store.name)
-    with tempfile.TemporaryDirectory(prefix="backup-dr-drill-", dir=workdir) as tmp:
-        try:
-            result = _restore(manifest, store, policy, conn_id, tmp)
-        except UsageError:
-            raise
-        except BackupDRError as e:
-            result = {"ok": False, "restore_seconds": None, "problems": [scrub(e.message)], "details": {"error": scrub(str(e))}}
-    cls = policy.classes.get(manifest.backup_class)
-    rto = cls.objective.rto.total_seconds() if cls else None
-    body = {"kind": "drill", "ok": result["ok"], "restore_seconds": result["restore_seconds"], "rto_seconds": rto,
-            "problems": result["problems"], "details": result["details"], "via": "cli"}
+    scratch = (lambda: mongo_client(resolve_conn(conn_id))) if manifest.source_type == "mongodb" else None
+    try:
+        body = core_drill(manifest, store, policy, scratch_mongo=scratch, workdir=workdir, scrub=scrub)
+    except RestoreRefused as e:
+        raise UsageError(e.message) from None
+    body["via"] = "cli"
     if record:
         try:
             body["record_key"] = record_verification(store, manifest, body)

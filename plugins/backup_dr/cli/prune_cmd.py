@@ -63,7 +63,7 @@ def run(args) -> int:
         raise UsageError(f"--grace {args.grace} is shorter than 1h: a backup still being written could be deleted")
     stores = open_policy_stores(policy, args.store)
     if not args.store and stores.unavailable:
-        raise UsageError(f"prune needs every store of the policy; not available: "
+        raise UsageError("prune needs every store of the policy; not available: "
                          + "; ".join(f"{n}: {why}" for n, why in stores.unavailable.items()),
                          hint="fix their connections, or pass --store NAME to prune only the stores you can reach")
     if args.store:  # read the others too when reachable: their verification records protect backups

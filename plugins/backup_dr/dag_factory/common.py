@@ -35,7 +35,7 @@ def default_args(policy: Policy, what: str) -> dict[str, Any]:
 
 def timetable(policy: Policy, schedule: Schedule):
     """Airflow schedule for a policy schedule: cron in the policy's timezone, an Asset, or None."""
-    from airflow.sdk import Asset, CronTriggerTimetable
+    from airflow.sdk import CronTriggerTimetable
 
     if schedule.kind == "cron":
         return CronTriggerTimetable(schedule.cron, timezone=policy.defaults.timezone)

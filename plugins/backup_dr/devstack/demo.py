@@ -140,7 +140,7 @@ def summary() -> int:
     others = [n for n, c in report.get("classes", {}).items() if n != "critical_data" and c.get("status") != "healthy"]
     if others:
         _say(f"  (overall {report.get('status', '?')}: {', '.join(others)} were not backed up in this run)")
-    _say(f"\nRestore without Airflow, e.g.:  PYTHONPATH=plugins python -m backup_dr list --class critical_data")
+    _say("\nRestore without Airflow, e.g.:  PYTHONPATH=plugins python -m backup_dr list --class critical_data")
     return 0 if ok else 1
 
 

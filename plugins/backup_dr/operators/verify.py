@@ -8,8 +8,6 @@ backup, which the health check and the UI read. ``BackupHealthOperator`` is the 
 
 from __future__ import annotations
 
-import tempfile
-import time
 from datetime import timedelta
 from typing import Any, Sequence
 
@@ -17,42 +15,9 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from backup_dr.core.durations import format_duration
-from backup_dr.core.errors import BackupDRError, VerificationError
+from backup_dr.core.drill import run_drill
+from backup_dr.core.errors import BackupDRError
 from backup_dr.operators._common import get_policy, local_store, mongo_client, open_store, translate_errors
-
-
-def _drill(manifest, store, policy, workdir: str) -> dict[str, Any]:
-    """Restore ``manifest`` from ``store`` into a scratch target; returns ok/seconds/problems."""
-    kind = manifest.source_type
-    t0 = time.monotonic()
-    if kind == "mongodb":
-        from backup_dr.core.mongo.backup import verify_restore
-
-        if not policy.ops.scratch_mongodb_conn_id:
-            raise AirflowFailException("ops.drill_scratch.mongodb_conn_id is not set: MongoDB drills need a scratch instance")
-        client = mongo_client(policy.ops.scratch_mongodb_conn_id)
-        try:
-            res = verify_restore(client, store, manifest, workdir=workdir)
-        finally:
-            client.close()
-        return {"ok": res.ok, "restore_seconds": round(res.seconds, 3), "problems": res.problems, "details": res.as_dict()}
-    if kind == "redis":
-        from backup_dr.core.redis.verify import verify_rdb_restore
-
-        rep = verify_rdb_restore(store, manifest, workdir=workdir, raise_on_mismatch=False)
-        return {"ok": rep["ok"], "restore_seconds": rep["total_seconds"], "problems": rep["problems"],
-                "details": {k: rep[k] for k in ("load_seconds", "expected", "restored", "sampled_keys", "warnings")}}
-    if kind == "files":
-        from backup_dr.core.files import restore_files
-
-        res = restore_files(store, manifest, f"{workdir}/restored", workdir=f"{workdir}/fetch")
-        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": res.as_dict()}
-    if kind == "git":
-        from backup_dr.core.gitbundle import restore_git
-
-        res = restore_git(store, manifest, f"{workdir}/restored", f"{workdir}/fetch")
-        return {"ok": True, "restore_seconds": round(time.monotonic() - t0, 3), "problems": [], "details": vars(res)}
-    raise AirflowFailException(f"no drill for source type {kind!r}")
 
 
 class VerifyRestoreOperator(BaseOperator):
@@ -95,14 +60,12 @@ class VerifyRestoreOperator(BaseOperator):
             name = self.store if self.store in entry.complete_in else next(n for n in reversed(cls.stores) if n in entry.complete_in)
             manifest = entry.manifest()
             self.log.info("drill: restoring %s from %s (%s) to a scratch target", entry.backup_id, name, stores[name].describe())
-            with tempfile.TemporaryDirectory(prefix="backup-dr-drill-") as workdir:
-                try:
-                    result = _drill(manifest, stores[name], policy, workdir)
-                except (VerificationError, BackupDRError) as e:
-                    result = {"ok": False, "restore_seconds": None, "problems": [e.message], "details": {"error": str(e)}}
+            if manifest.source_type == "mongodb" and not policy.ops.scratch_mongodb_conn_id:
+                raise AirflowFailException("ops.drill_scratch.mongodb_conn_id is not set: MongoDB drills need a scratch instance")
+            scratch = (lambda: mongo_client(policy.ops.scratch_mongodb_conn_id)) if manifest.source_type == "mongodb" else None
+            result = run_drill(manifest, stores[name], policy, scratch_mongo=scratch)
             rto = cls.objective.rto.total_seconds()
-            record = {"kind": "drill", "ok": result["ok"], "restore_seconds": result["restore_seconds"], "rto_seconds": rto,
-                      "problems": result["problems"], "details": result["details"], "dag_run": context["run_id"]}
+            record = {**result, "dag_run": context["run_id"]}
             record_verification(stores[name], manifest, record)
         summary = {"backup_id": entry.backup_id, "store": name, "ok": result["ok"], "restore_seconds": result["restore_seconds"],
                    "rto_seconds": rto, "problems": result["problems"]}
@@ -158,7 +121,6 @@ class BackupHealthOperator(BaseOperator):
         local = local_store(policy)
         key = save_report(local, report)
         prune_reports(local)
-        data = report.to_dict()
         self.log.info("health: %s (report %s)\n  %s", report.status, key, "\n  ".join(report.reasons) or "all good")
         if self.alert and report.status != "healthy":
             send_alert(policy.alerts, report.status, f"backup health is {report.status.upper()}", report.reasons[:30], context)

@@ -25,7 +25,7 @@ from bson.raw_bson import RawBSONDocument
 from backup_dr.core.artifacts.manifest import Manifest, iso
 from backup_dr.core.artifacts.reader import fetch_verified
 from backup_dr.core.artifacts.writer import ArtifactWriter
-from backup_dr.core.errors import BackupDRError, IntegrityError, VerificationError
+from backup_dr.core.errors import IntegrityError, VerificationError
 from backup_dr.core.mongo import bsonraw
 from backup_dr.core.mongo.codecs import SUFFIX, check_codec
 from backup_dr.core.mongo.dump import DumpResult, dump_database
