@@ -44,6 +44,9 @@ class ConnInfo:
             v = self.extra.get(key)
             if isinstance(v, str) and v:
                 out.append(v)
+        keys = self.extra.get("keys")  # an encryption keyring: {"k1": "<base64 key>", ...}
+        if isinstance(keys, dict):
+            out += [v for v in keys.values() if isinstance(v, str) and v]
         return out
 
 

@@ -32,6 +32,7 @@ from bson.timestamp import Timestamp
 from backup_dr.core.artifacts.layout import BackupId, utc
 from backup_dr.core.artifacts.manifest import Manifest, iso
 from backup_dr.core.artifacts.writer import ArtifactWriter
+from backup_dr.core.crypto.keys import encryption_for_class
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import PolicyError, SourceError
 from backup_dr.core.mongo.codecs import compressed_writer
@@ -99,7 +100,8 @@ def archive_slice(client, policy: Policy, source: str, local: LocalStore, stores
         raise PolicyError([(f"pitr.{source}", "point-in-time recovery needs a MongoDB source")])
     cls = policy.classes[spec.backup_class]
     bid = BackupId.new(cls.name, src.name, "oplog", run_after)
-    writer = ArtifactWriter(local, bid, source_type="mongodb", retention=cls.retention, run_after=run_after)
+    writer = ArtifactWriter(local, bid, source_type="mongodb", retention=cls.retention, run_after=run_after,
+                            encryption=encryption_for_class(cls))  # slices are as confidential as the full backups
     base = SliceResult(cls.name, src.name, "archived", "")
     done = writer.existing()
     if done is not None:
