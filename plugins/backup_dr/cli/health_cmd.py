@@ -13,7 +13,6 @@ from typing import Any
 from backup_dr.cli.common import local_store, open_policy_stores
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
 from backup_dr.core.health import Finding, check_health, save_report
-from backup_dr.core.pitr.health import pitr_health_check
 
 _EPILOG = """\
 examples:
@@ -38,6 +37,8 @@ def register(sub, common) -> None:
 def run(args) -> int:
     policy = load_policy_arg(args)
     stores = open_policy_stores(policy)
+    from backup_dr.core.pitr.health import pitr_health_check  # imported late: only `health` needs it
+
     report = check_health(policy, stores.opened, extra_checks=[pitr_health_check])
     for name, why in stores.unavailable.items():
         spec = policy.stores[name]
