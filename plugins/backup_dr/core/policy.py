@@ -11,369 +11,54 @@ Two modes:
   together with everything that depends on it, and listed in ``Policy.issues``, so one bad
   entry cannot take the other DAGs down. Problems in sections everything depends on
   (YAML syntax, ``version``, ``defaults``, ``alerts``, ``ops``) still raise.
+
+Reading the file lives in :mod:`.policy_io`, the field readers in :mod:`.policy_fields`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any, Callable
 
-import yaml
-from croniter import croniter
-
-from backup_dr.core.durations import format_duration, parse_duration
+from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import PolicyError
+from backup_dr.core.policy_fields import (  # noqa: F401 - parse_cron is part of this module's API
+    _as_bool,
+    _as_duration,
+    _as_int,
+    _check_name,
+    _Issues,
+    _one_of,
+    _Reader,
+    _type_name,
+    parse_cron,
+)
+from backup_dr.core.policy_inventory import _parse_alerts, _parse_defaults, _parse_objectives, _parse_ops, _parse_source, _parse_store
+from backup_dr.core.policy_io import default_policy_path, read_policy_document  # noqa: F401 - re-exported
 from backup_dr.core.policy_model import (
     STEP_KINDS,
-    Alerts,
     BackupClass,
-    Defaults,
     Encryption,
     FilesSource,
     Gfs,
-    GitSource,
     Job,
     MongoSource,
-    ObjectLock,
     Objective,
-    Ops,
     PitrSpec,
     Policy,
-    RedisSource,
     Retention,
     Scenario,
     Schedule,
     Source,
     Step,
-    StoreSpec,
 )
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_PRESETS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-}
 _FATAL_SECTIONS = ("", "version", "defaults", "alerts", "ops")
 
 
-class _Issues(list):
-    """Problems found so far, as (field path, reason)."""
-
-    def add(self, path: str, reason: str) -> None:
-        self.append((path, reason))
-
-    def under(self, prefix: str) -> bool:
-        return any(p == prefix or p.startswith(prefix + ".") or p.startswith(prefix + "[") for p, _ in self)
-
-
-# --------------------------------------------------------------------------- YAML
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate name {key!r} (first defined on line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _expand_env(value: Any) -> Any:
-    if isinstance(value, str):
-        return _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
-    if isinstance(value, list):
-        return [_expand_env(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand_env(v) for k, v in value.items()}
-    return value
-
-
-def read_policy_document(path: str | os.PathLike) -> dict:
-    """Read the YAML (the only I/O DAG parsing does); syntax errors name line and column."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PolicyError([("", f"cannot read policy file: {e.strerror}")], source=str(p)) from e
-    try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise PolicyError([("", f"YAML syntax error at {where}{problem}")], source=str(p)) from e
-    if not isinstance(doc, dict):
-        raise PolicyError([("", "the policy file must be a mapping of sections")], source=str(p))
-    return _expand_env(doc)
-
-
-# --------------------------------------------------------------------------- field readers
-
-
-class _Reader:
-    """Typed access to one mapping, recording problems under its path instead of raising."""
-
-    def __init__(self, issues: _Issues, path: str, data: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()):
-        self.issues, self.path = issues, path
-        self.ok = isinstance(data, dict)
-        self.data = data if self.ok else {}
-        if not self.ok:
-            issues.add(path, f"must be a mapping, got {_type_name(data)}")
-            return
-        for key in self.data:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
-                issues.add(self._p(key), f"unknown key{hint}")
-        for key in required:
-            if key not in self.data:
-                issues.add(self._p(key), "is required")
-
-    def _p(self, key: Any) -> str:
-        return f"{self.path}.{key}" if self.path else str(key)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def get(self, key: str, conv: Callable[[Any], Any], default: Any = None) -> Any:
-        if key not in self.data or self.data[key] is None and default is not None:
-            return default
-        try:
-            return conv(self.data[key])
-        except (TypeError, ValueError) as e:
-            self.issues.add(self._p(key), str(e))
-            return default
-
-    def str(self, key: str, default: str | None = None) -> str | None:
-        return self.get(key, _as_str, default)
-
-    def name_list(self, key: str) -> tuple[str, ...]:
-        return self.get(key, _as_str_list, ())
-
-
-def _type_name(v: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(
-        type(v), "nothing" if v is None else type(v).__name__
-    )
-
-
-def _as_str(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"must be a non-empty string, got {_type_name(v)}")
-    return v.strip()
-
-
-def _as_str_list(v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise ValueError(f"must be a list of strings, got {_type_name(v)}")
-    dup = sorted({x for x in v if v.count(x) > 1})
-    if dup:
-        raise ValueError(f"duplicate name(s): {', '.join(dup)}")
-    return tuple(v)
-
-
-def _as_int(minimum: int) -> Callable[[Any], int]:
-    def conv(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"must be an integer, got {_type_name(v)}")
-        if v < minimum:
-            raise ValueError(f"must be >= {minimum}, got {v}")
-        return v
-
-    return conv
-
-
-def _as_bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"must be true or false, got {_type_name(v)}")
-    return v
-
-
-def _as_duration(v: Any) -> timedelta:
-    return parse_duration(v)
-
-
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def conv(v: Any) -> str:
-        if v not in choices:
-            raise ValueError(f"{v!r} is not one of: {', '.join(choices)}")
-        return v
-
-    return conv
-
-
-def _check_name(issues: _Issues, path: str, name: Any) -> bool:
-    if not isinstance(name, str) or not _NAME.match(name):
-        issues.add(path, f"name {name!r} must be lower-case letters, digits and '_' (it becomes a DAG id and a path)")
-        return False
-    return True
-
-
-def _cron_interval(expr: str) -> timedelta:
-    """Longest gap between consecutive runs over a year of a cron expression."""
-    it = croniter(expr, datetime(2026, 1, 1))
-    prev, longest = it.get_next(datetime), timedelta(0)
-    for _ in range(600):
-        nxt = it.get_next(datetime)
-        longest = max(longest, nxt - prev)
-        prev = nxt
-        if nxt.year > 2026:
-            break
-    return longest
-
-
-def parse_cron(text: Any) -> tuple[str, timedelta]:
-    """Validate a cron expression or preset; return it and its longest interval."""
-    if not isinstance(text, str):
-        raise ValueError(f"must be a cron expression string, got {_type_name(text)}")
-    expr = _PRESETS.get(text.strip(), text.strip())
-    if len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise ValueError(
-            f"{text!r} is not a valid cron expression (5 fields: minute hour day-of-month month day-of-week, "
-            f"e.g. '0 */4 * * *', or one of {', '.join(_PRESETS)})"
-        )
-    return expr, _cron_interval(expr)
-
-
 # --------------------------------------------------------------------------- sections
-
-
-def _parse_defaults(issues: _Issues, data: Any) -> Defaults:
-    if data is None:
-        return Defaults()
-    r = _Reader(issues, "defaults", data, ("owner", "timezone", "retries", "retry_delay", "max_retry_delay"))
-    d = Defaults()
-    return Defaults(
-        owner=r.str("owner", d.owner),
-        timezone=r.str("timezone", d.timezone),
-        retries=r.get("retries", _as_int(0), d.retries),
-        retry_delay=r.get("retry_delay", _as_duration, d.retry_delay),
-        max_retry_delay=r.get("max_retry_delay", _as_duration, d.max_retry_delay),
-    )
-
-
-def _parse_objectives(issues: _Issues, data: Any) -> dict[str, Objective]:
-    out: dict[str, Objective] = {}
-    if not isinstance(data, dict) or not data:
-        issues.add("recovery_objectives", "must be a mapping of tiers, e.g. critical_services: {rpo: 4h, rto: 30m}")
-        return out
-    for name, body in data.items():
-        path = f"recovery_objectives.{name}"
-        if not _check_name(issues, path, name):
-            continue
-        r = _Reader(issues, path, body, ("rpo", "rto"), ("rpo", "rto"))
-        rpo, rto = r.get("rpo", _as_duration), r.get("rto", _as_duration)
-        if rpo and rto:
-            out[name] = Objective(name, rpo, rto)
-    return out
-
-
-def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
-    path = f"stores.{name}"
-    r = _Reader(issues, path, body, ("type", "path", "bucket", "prefix", "conn_id", "object_lock", "encryption"), ("type",))
-    kind = r.get("type", _one_of("local", "s3", "gcs"))
-    lock = None
-    if r.has("object_lock"):
-        lr = _Reader(issues, f"{path}.object_lock", r.data["object_lock"], ("mode",), ("mode",))
-        mode = lr.get("mode", _one_of("COMPLIANCE", "GOVERNANCE"))
-        lock = ObjectLock(mode) if mode else None
-        if kind and kind != "s3":
-            issues.add(f"{path}.object_lock", f"Object Lock is an S3 feature; store type is {kind!r}")
-    if r.has("encryption"):
-        issues.add(f"{path}.encryption", "client-side encryption is set per backup class, not per store: move it to "
-                   "classes.<name>.encryption (each class's files are encrypted once, so every store holds the same "
-                   "ciphertext and one manifest)")
-    spec = StoreSpec(
-        name=name,
-        type=kind or "local",
-        path=r.str("path"),
-        bucket=r.str("bucket"),
-        prefix=(r.get("prefix", lambda v: "" if v in (None, "") else _as_str(v), "") or "").strip("/"),
-        conn_id=r.str("conn_id"),
-        object_lock=lock,
-    )
-    if kind == "local" and issues.under(f"{path}.path"):
-        pass
-    elif kind == "local" and not spec.path:
-        issues.add(f"{path}.path", "a local store needs an absolute path")
-    elif kind == "local" and not os.path.isabs(spec.path):
-        issues.add(f"{path}.path", f"{spec.path!r} must be an absolute path")
-    if kind in ("s3", "gcs"):
-        if not spec.bucket and not issues.under(f"{path}.bucket"):
-            issues.add(f"{path}.bucket", f"an {kind} store needs a bucket")
-        if not spec.conn_id and not issues.under(f"{path}.conn_id"):
-            issues.add(f"{path}.conn_id", f"an {kind} store needs the Airflow connection id holding its credentials")
-    return None if issues.under(path) else spec
-
-
-def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
-    path = f"sources.{name}"
-    kind = body.get("type") if isinstance(body, dict) else None
-    common = ("type",)
-    if kind == "mongodb":
-        r = _Reader(issues, path, body, common + ("conn_id", "database", "collections", "read_preference", "compression", "format"), ("conn_id", "database"))
-        src: Source = MongoSource(
-            name=name,
-            conn_id=r.str("conn_id") or "",
-            database=r.str("database") or "",
-            collections=r.name_list("collections"),
-            read_preference=r.get(
-                "read_preference",
-                _one_of("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"),
-                "secondaryPreferred",
-            ),
-            compression=r.get("compression", _one_of("gzip", "zstd", "none"), "gzip"),
-            format=r.get("format", _one_of("archive", "directory"), "archive"),
-        )
-    elif kind == "redis":
-        r = _Reader(issues, path, body, common + ("conn_id", "mode", "data_dir", "restart_command"), ("conn_id",))
-        src = RedisSource(
-            name=name,
-            conn_id=r.str("conn_id") or "",
-            mode=r.get("mode", _one_of("replication", "bgsave", "aof"), "replication"),
-            data_dir=r.str("data_dir"),
-            restart_command=r.get("restart_command", _as_str_list, ()),
-        )
-        if src.mode in ("bgsave", "aof") and not src.data_dir:
-            issues.add(f"{path}.data_dir", f"mode {src.mode!r} copies files from the server's data dir; give its path")
-    elif kind == "files":
-        r = _Reader(issues, path, body, common + ("path", "include", "exclude", "modified_within", "compression"), ("path",))
-        src = FilesSource(
-            name=name,
-            path=r.str("path") or "",
-            include=r.name_list("include"),
-            exclude=r.name_list("exclude"),
-            modified_within=r.get("modified_within", _as_duration),
-            compression=r.get("compression", _one_of("zstd", "gzip"), "zstd"),
-        )
-    elif kind == "git":
-        r = _Reader(issues, path, body, common + ("path",), ("path",))
-        src = GitSource(name=name, path=r.str("path") or "")
-    else:
-        issues.add(f"{path}.type", f"{kind!r} is not one of: mongodb, redis, files, git")
-        return None
-    return None if issues.under(path) else src
 
 
 def _parse_schedule(issues: _Issues, path: str, r: _Reader, class_name: str) -> Schedule | None:
@@ -594,40 +279,6 @@ def _parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any]
                     target_conn_id=r.str("target_conn_id"), redis_target_conn_id=r.str("redis_target_conn_id"))
 
 
-def _parse_alerts(issues: _Issues, data: Any) -> Alerts:
-    r = _Reader(issues, "alerts", data, ("email", "slack"))
-    email_conn, email_to, slack_conn = None, (), None
-    if r.has("email"):
-        er = _Reader(issues, "alerts.email", r.data["email"], ("conn_id", "to"), ("conn_id", "to"))
-        email_conn, email_to = er.str("conn_id"), er.name_list("to")
-        for i, addr in enumerate(email_to):
-            if "@" not in addr:
-                issues.add(f"alerts.email.to[{i}]", f"{addr!r} is not an email address")
-    if r.has("slack"):
-        sr = _Reader(issues, "alerts.slack", r.data["slack"], ("conn_id",), ("conn_id",))
-        slack_conn = sr.str("conn_id")
-    if r.ok and not (r.has("email") or r.has("slack")):
-        issues.add("alerts", "define at least one alert route (email or slack): failures must reach a person")
-    return Alerts(email_conn, email_to, slack_conn)
-
-
-def _parse_ops(issues: _Issues, data: Any) -> Ops:
-    if data is None:
-        return Ops()
-    r = _Reader(issues, "ops", data, ("health_schedule", "drill_schedule", "drill_scratch", "app_health_url", "repoint_webhook_conn_id"))
-    scratch = None
-    if r.has("drill_scratch"):
-        sr = _Reader(issues, "ops.drill_scratch", r.data["drill_scratch"], ("mongodb_conn_id",))
-        scratch = sr.str("mongodb_conn_id")
-    return Ops(
-        health_schedule=r.get("health_schedule", lambda v: parse_cron(v)[0], Ops.health_schedule),
-        drill_schedule=r.get("drill_schedule", lambda v: parse_cron(v)[0], Ops.drill_schedule),
-        scratch_mongodb_conn_id=scratch,
-        app_health_url=r.str("app_health_url"),
-        repoint_webhook_conn_id=r.str("repoint_webhook_conn_id"),
-    )
-
-
 def _named_entries(issues: _Issues, section: str, data: Any, parse: Callable[[str, Any], Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if data is None:
@@ -691,16 +342,3 @@ def parse_policy(doc: dict, *, strict: bool = True, source: str | None = None) -
 def load_policy(path: str | os.PathLike, *, strict: bool = True) -> Policy:
     """Read and validate a policy file. ``strict=False`` drops broken entries instead of raising."""
     return parse_policy(read_policy_document(path), strict=strict, source=str(path))
-
-
-def default_policy_path() -> Path:
-    """``$BACKUP_DR_POLICY``, else ``include/policy.yaml`` of this project / Airflow home."""
-    env = os.environ.get("BACKUP_DR_POLICY")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "include" / "policy.yaml"
-        if candidate.is_file():
-            return candidate
-    return Path(os.environ.get("AIRFLOW_HOME", "/opt/airflow")) / "include" / "policy.yaml"
