@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from bson import Binary
+
+from backup_dr.devstack import sample_data
+from backup_dr.devstack.servers import MongoServer
 
 from tests.conftest import set_connection  # noqa: F401 - re-exported for the row modules
 
@@ -193,6 +197,46 @@ class GrowingTmpFile:
         return False
 
 
+class ProgressWatch:
+    """The bytes every in-process :class:`backup_dr.core.progress.Progress` has counted so far,
+    by label (``replicate <id> to s3``, ``collection db.coll``, ...), through the progress
+    listener hook the CLI's progress bar uses. Tells a fault thread how far a transfer got."""
+
+    def __init__(self):
+        self.bytes: dict[str, int] = {}
+        self.lines: list[str] = []
+        self.seen = 0
+
+    def _on(self, progress, final: bool) -> None:
+        self.bytes[progress.label] = progress.bytes
+        if final:
+            self.lines.append(progress.line(final=True))
+
+    def at_least(self, label_part: str, nbytes: int) -> Callable[[], bool]:
+        """A condition true once a transfer whose label contains ``label_part`` counted
+        ``nbytes``; ``self.seen`` keeps the count at that moment."""
+
+        def check() -> bool:
+            for label, count in list(self.bytes.items()):
+                if label_part in label and count >= nbytes:
+                    self.seen = count
+                    return True
+            return False
+
+        return check
+
+    def __enter__(self) -> "ProgressWatch":
+        from backup_dr.core.progress import add_listener
+
+        add_listener(self._on)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from backup_dr.core.progress import remove_listener
+
+        remove_listener(self._on)
+
+
 def bytes_received(pid: int) -> int:
     """Bytes a process has read so far (``rchar`` of /proc/<pid>/io: sockets included)."""
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
@@ -229,3 +273,19 @@ def policy_stores(backup_stack):
 
     policy = load_policy(default_policy_path())
     return open_stores(policy.stores.values())
+
+
+@pytest.fixture
+def bulky_mongo(tmp_path, monkeypatch):
+    """A private SecantusDB holding the sample database plus ~40 MB of incompressible blobs
+    (a dump takes about a second: long enough to be killed in the middle)."""
+    with MongoServer(tmp_path / "mongo") as server:
+        client = server.client()
+        sample_data.seed_mongo(client)
+        for batch in range(8):
+            client[sample_data.DATABASE].contents.insert_many(
+                [{"slug": f"blob-{batch}-{i}", "blob": Binary(os.urandom(100_000))} for i in range(50)])
+        client.close()
+        monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA",
+                           mongo_conn(server, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500))
+        yield server

@@ -12,40 +12,21 @@ backup, and no temp file or manifest-less directory is left in the staging store
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from bson import Binary
 
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.verify import verify_copy
 from backup_dr.devstack import sample_data
-from backup_dr.devstack.servers import MongoServer
 from tests.dags.conftest import run_dag
-from tests.faults.conftest import FaultThread, GrowingTmpFile, all_ids, backup_dirs, mongo_conn, task_tries, tmp_leftovers
+from tests.faults.conftest import FaultThread, GrowingTmpFile, all_ids, backup_dirs, task_tries, tmp_leftovers
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-@pytest.fixture
-def bulky_mongo(tmp_path, monkeypatch):
-    """A private SecantusDB holding the sample database plus ~40 MB of incompressible blobs
-    (a dump takes about a second: long enough to be killed in the middle)."""
-    with MongoServer(tmp_path / "mongo") as server:
-        client = server.client()
-        sample_data.seed_mongo(client)
-        for batch in range(8):
-            client[sample_data.DATABASE].contents.insert_many(
-                [{"slug": f"blob-{batch}-{i}", "blob": Binary(os.urandom(100_000))} for i in range(50)])
-        client.close()
-        monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA",
-                           mongo_conn(server, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500))
-        yield server
 
 
 def test_mongodb_killed_mid_dump_fails_cleanly_alerts_and_leaves_nothing(backup_stack, bulky_mongo, policy_stores, output):
