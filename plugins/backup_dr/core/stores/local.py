@@ -62,12 +62,17 @@ class LocalStore(Store):
             raise ValueError(f"key {key!r} escapes the store root {self.root}")
         return p
 
-    def _space_error(self, key: str, needed: int | None, e: OSError | None = None) -> StoreSpaceError:
+    def _space_error(self, key: str, needed: int | None, e: OSError | None = None, *, written: int | None = None) -> StoreSpaceError:
         free = self.free_bytes()
-        need = f"{needed / 1e6:.1f} MB" if needed else "more space"
+        if needed:
+            need = f"{needed / 1e6:.1f} MB"
+        elif written:  # a stream of unknown length: what it had written is a lower bound of what it needs
+            need = f"more than {written / 1e6:.1f} MB (the disk filled after {written / 1e6:.1f} MB of this file)"
+        else:
+            need = "more space"
         return StoreSpaceError(
             f"local store {self.name!r} ({self.root}) is full writing {key}",
-            detail=f"needs {need}, {free / 1e6:.1f} MB free" if free is not None else None,
+            detail=f"needs {need}, {free / 1e6:.1f} MB free" if free is not None else f"needs {need}",
             hint=f"free space under {self.root} or prune old backups (python -m backup_dr prune --dry-run)",
         )
 
@@ -87,6 +92,7 @@ class LocalStore(Store):
             if free is not None and free < expected_size:
                 raise self._space_error(key, expected_size)
         tmp = dest.with_name(f"{_TMP}{uuid.uuid4().hex[:12]}-{dest.name}")
+        writer: HashingWriter | None = None
         try:
             with open(tmp, "wb") as raw:
                 writer = HashingWriter(raw)
@@ -98,7 +104,7 @@ class LocalStore(Store):
         except OSError as e:
             tmp.unlink(missing_ok=True)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise self._space_error(key, expected_size, e) from e
+                raise self._space_error(key, expected_size, e, written=writer.size if writer else None) from e
             raise StoreError(f"local store {self.name!r}: writing {key} failed: {e.strerror or e}") from e
         except BaseException:
             tmp.unlink(missing_ok=True)
