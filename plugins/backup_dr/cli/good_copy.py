@@ -70,6 +70,13 @@ def with_good_copy(entry: CatalogEntry, stores: Stores, preferred: str | None, p
             log.warning("restored from store %s because the copy in %s failed verification", name,
                         ", ".join(s["store"] for s in attempts.skipped))
         return result, attempts
+    if preferred is not None:  # only the named copy was tried: other stores may well hold a good one
+        raise IntegrityError(
+            f"no store holds a usable copy of {entry.backup_id} among those tried (--from-store {preferred})",
+            detail="; ".join(f"{s['store']}: {s['reason']}" for s in attempts.skipped) or "no complete copy",
+            hint=f"run it again without --from-store: the restore then uses the first other store whose copy verifies "
+                 f"(`python -m backup_dr verify {entry.backup_id}` names the stores with a good copy)",
+        )
     raise IntegrityError(
         f"no store holds a usable copy of {entry.backup_id}",
         detail="; ".join(f"{s['store']}: {s['reason']}" for s in attempts.skipped) or "no complete copy",
