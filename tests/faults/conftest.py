@@ -289,3 +289,32 @@ def bulky_mongo(tmp_path, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA",
                            mongo_conn(server, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500))
         yield server
+
+
+def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None):
+    """``python -m backup_dr ARGS`` in a child process with this test's environment (the same
+    ``AIRFLOW_CONN_*`` / ``BACKUP_DR_*`` the DAGs use), as an operator would type it."""
+    import subprocess
+    import sys
+
+    full = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT / "plugins")}
+    return subprocess.run([sys.executable, "-m", "backup_dr", *args], env=full, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def raw_snapshot(db, collections=None) -> dict:
+    """Every document's raw BSON by _id, every index and the collection options, per collection:
+    what "byte for byte as before" compares."""
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    out = {}
+    infos = {c["name"]: c for c in db.list_collections()}
+    for name in sorted(collections or infos):
+        coll = db.get_collection(name, codec_options=raw)
+        docs = {repr(d["_id"]): bytes(d.raw) for d in coll.find({})}
+        indexes = sorted(repr(sorted((k, v) for k, v in ix.items() if k not in ("v", "ns"))) for ix in db[name].list_indexes())
+        options = repr(sorted((infos.get(name) or {}).get("options", {}).items()))
+        out[name] = {"count": len(docs), "docs": docs, "indexes": indexes, "options": options}
+    return out
