@@ -75,6 +75,22 @@ def broken_entries(policy: Policy, section: str) -> dict[str, list[tuple[str, st
     return out
 
 
+#: Sections whose broken entries become their own failing DAG (or are reported by the entries using them).
+ENTRY_SECTIONS = ("classes", "dr_scenarios", "pitr", "stores", "sources")
+
+
+def unowned_issues(policy: Policy) -> list[tuple[str, str]]:
+    """Problems of a leniently loaded policy that no per-entry error DAG reports: an unknown
+    top-level key (a misspelled section such as ``dr_scenarious``) or a whole section that is
+    missing or malformed. Dropped silently, they would make every DAG of that section vanish."""
+    out = []
+    for path, reason in policy.issues:
+        head = path.split(".")[0].split("[")[0]
+        if head not in ENTRY_SECTIONS or path == head:
+            out.append((path, reason))
+    return out
+
+
 def build_policy_error_dag(policy: Policy, dag_id: str, issues: list[tuple[str, str]], what: str):
     """A DAG standing in for a broken policy entry: it FAILS (and alerts) every hour.
 

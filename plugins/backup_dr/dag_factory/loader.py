@@ -14,9 +14,12 @@ from typing import Any, Callable
 
 from backup_dr.core.policy import default_policy_path, load_policy
 from backup_dr.core.policy_model import Policy
-from backup_dr.dag_factory.common import broken_entries, build_policy_error_dag, should_build
+from backup_dr.dag_factory.common import broken_entries, build_policy_error_dag, should_build, unowned_issues
 
 log = logging.getLogger(__name__)
+
+#: The DAG standing in for policy problems outside any entry (see :func:`unowned_issues`).
+POLICY_ERROR_DAG_ID = "backup_dr_policy_error"
 
 
 def _policy() -> Policy:
@@ -52,6 +55,11 @@ def register_ops_dags(namespace: dict[str, Any]) -> None:
     policy = _policy()
     _register(namespace, policy, "ops_backup_health", lambda: build_health_dag(policy), "backup health monitor")
     _register(namespace, policy, "ops_restore_drill", lambda: build_drill_dag(policy), "restore drill")
+    # problems no entry owns (a misspelled section name, a section of the wrong type): one loud DAG for them
+    orphans = unowned_issues(policy)
+    if orphans and should_build(POLICY_ERROR_DAG_ID):
+        namespace[POLICY_ERROR_DAG_ID] = build_policy_error_dag(
+            policy, POLICY_ERROR_DAG_ID, orphans, "part of the policy (a misspelled or malformed top-level section)")
 
 
 def register_dr_dags(namespace: dict[str, Any]) -> None:
