@@ -75,14 +75,32 @@ def open_store(spec: StoreSpec) -> Store:
     if spec.type == "s3":
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        client = S3Hook(aws_conn_id=spec.conn_id).get_conn()
-        return core_open_store(spec, conn_info(spec.conn_id), client=client)
+        conn = conn_info(spec.conn_id)
+        client = _hook_client(spec, "an S3", lambda: S3Hook(aws_conn_id=spec.conn_id).get_conn())
+        return core_open_store(spec, conn, client=client)
     if spec.type == "gcs":
         from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
-        client = GCSHook(gcp_conn_id=spec.conn_id).get_conn()
-        return core_open_store(spec, conn_info(spec.conn_id), client=client)
+        conn = conn_info(spec.conn_id)
+        client = _hook_client(spec, "a GCS", lambda: GCSHook(gcp_conn_id=spec.conn_id).get_conn())
+        return core_open_store(spec, conn, client=client)
     raise ConnectionConfigError(f"store {spec.name!r} has unknown type {spec.type!r}")
+
+
+def _hook_client(spec: StoreSpec, what: str, build):
+    """A provider hook's client; a connection it cannot use (a keyfile that is not a key, a
+    malformed extra) is a ConnectionConfigError naming the connection, not retried, and never
+    quoting the credential (the vendor's text may hold part of it: only its type is kept)."""
+    try:
+        return build()
+    except BackupDRError:
+        raise
+    except Exception as e:  # noqa: BLE001 - vendor exception zoo; translated, never swallowed
+        raise ConnectionConfigError(
+            f"store {spec.name!r}: Airflow connection {spec.conn_id!r} cannot build {what} client ({type(e).__name__})",
+            hint=f"check the credentials and extras of connection {spec.conn_id!r} "
+                 "(GCS: keyfile_dict must be the whole JSON key file of a service account)",
+        ) from None
 
 
 def local_store(policy: Policy, class_name: str | None = None) -> LocalStore:
@@ -128,14 +146,20 @@ def manifest_summary(manifest: Manifest, **extra: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def translate_errors(*secrets: str | None) -> Iterator[None]:
-    """Map core errors to Airflow semantics, scrubbing any secret from the message."""
+def translate_errors(*secrets: str | None, conn_id: str | None = None) -> Iterator[None]:
+    """Map core errors to Airflow semantics, scrubbing any secret from the message.
+
+    ``conn_id``: the connection the block uses; a :class:`ConnectionConfigError` that does not
+    name it yet (the core sees a client, not a connection) is prefixed with it, so the person
+    reading the alert knows which connection to fix."""
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
         yield
     except BackupDRError as e:
         text = str(e)
+        if conn_id and isinstance(e, ConnectionConfigError) and repr(conn_id) not in text:
+            text = f"Airflow connection {conn_id!r}: {text}"
         message = redact(text, [s for s in secrets if s])
         leaked = message != text  # then the original must not be chained into the log either
         if e.retryable:

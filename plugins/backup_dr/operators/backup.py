@@ -82,7 +82,7 @@ class MongoDumpOperator(_BackupOperator):
         conn_id = self.mongo_conn_id or src.conn_id
         secrets = conn_info(conn_id).secrets
         job = Job(source=src.name, collections=tuple(self.collections or ()), metadata_only=self.metadata_only)
-        with translate_errors(*secrets):
+        with translate_errors(*secrets, conn_id=conn_id):
             client = mongo_client(conn_id, readPreference=src.read_preference)
             try:
                 return backup_mongodb(client, src, job, writer, secrets=secrets)

@@ -183,7 +183,7 @@ class SafetyBackupOperator(_DrStep):
             self.log.warning("DRY RUN: would dump %s on %s as a safety backup", target_db, self.target_conn_id)
             return {"dry_run": True, "database": target_db}
         secrets = conn_info(self.target_conn_id).secrets
-        with translate_errors(*secrets):
+        with translate_errors(*secrets, conn_id=self.target_conn_id):
             client = mongo_client(self.target_conn_id)
             try:
                 manifest = take_safety_backup(client, target_db, local_store(policy, cls.name), backup_class=cls.name,
@@ -221,7 +221,7 @@ class MongoRecoverOperator(_DrStep):
         safety_id = (context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}).get("safety_backup")
         secrets = conn_info(self.target_conn_id).secrets
         local = local_store(policy, cls.name)
-        with translate_errors(*secrets), tempfile.TemporaryDirectory(prefix="backup-dr-dr-") as work:
+        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-dr-") as work:
             client = mongo_client(self.target_conn_id)
             try:
                 safety = load_manifest(local, BackupId.parse(safety_id)) if safety_id else None

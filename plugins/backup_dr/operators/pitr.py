@@ -53,7 +53,7 @@ class OplogArchiveOperator(BaseOperator):
         cls = policy.classes[spec.backup_class]
         conn_id = self.mongo_conn_id or src.conn_id
         secrets = conn_info(conn_id).secrets
-        with translate_errors(*secrets):
+        with translate_errors(*secrets, conn_id=conn_id):
             local = local_store(policy, cls.name)
             names = dict.fromkeys([*spec.stores, cls.stores[0]])
             stores = {n: open_store(policy.stores[n]) for n in names if n != local.name}
