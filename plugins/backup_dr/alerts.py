@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from backup_dr.core.durations import format_duration
+from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import Alerts
 
 log = logging.getLogger(__name__)
@@ -74,20 +75,37 @@ def send_alert(alerts: Alerts, severity: str, title: str, lines: list[str], cont
     sent, errors = [], []
     routes = []
     if alerts.email_conn_id and alerts.email_to:
-        routes.append(("email", _smtp(alerts, subject, body)))
+        routes.append(("email", alerts.email_conn_id, _smtp(alerts, subject, body)))
     if alerts.slack_conn_id:
-        routes.append(("slack", _slack(alerts, text)))
-    for name, notifier in routes:
+        routes.append(("slack", alerts.slack_conn_id, _slack(alerts, text)))
+    for name, conn_id, notifier in routes:
         try:
             notifier.notify(ctx)  # notify() directly: our text is final, no Jinja rendering
             sent.append(name)
         except Exception as e:  # noqa: BLE001 - one broken route must not stop the other
-            log.error("alert route %s failed: %s", name, e)
-            errors.append(e)
+            reason = _route_failure(conn_id, e)
+            log.error("alert route %s FAILED (Airflow connection %r): %s; fix that connection", name, conn_id, reason)
+            errors.append(f"{name} (connection {conn_id!r}): {reason}")
     if routes and not sent:
-        raise errors[0]
+        raise BackupDRError(f"no alert route delivered {title!r}: every route failed", detail="; ".join(errors),
+                            hint="fix the alert connections named above (Admin > Connections); the alert was not received")
     log.info("alert sent (%s) via %s: %s", severity, ", ".join(sent) or "no route", title)
     return sent
+
+
+def _route_failure(conn_id: str, e: Exception) -> str:
+    """Why a route failed, without the connection's secrets (a webhook URL holds its token)."""
+    from backup_dr.core.connections import redact
+
+    secrets: list[str] = []
+    try:
+        from airflow.sdk import BaseHook
+
+        c = BaseHook.get_connection(conn_id)
+        secrets = [s for s in (c.password, (c.extra_dejson or {}).get("webhook_token")) if s]
+    except Exception:  # noqa: BLE001 - an undefined connection has no secret to hide
+        pass
+    return redact(f"{type(e).__name__}: {e}", secrets)[:500]
 
 
 async def deadline_missed(*, what: str, deadline: str, interval_seconds: float, email_conn_id: str | None = None,
