@@ -142,3 +142,104 @@ def test_gcs_bad_keyfile(backup_stack, seeded_mongo, monkeypatch, output):
     mail = smtp.wait_for(lambda m: "replicate_mongodb" in m["Subject"])
     assert mail and "connection 'backup_gcs'" in smtp.text(mail[0])
     _no_secret_anywhere(GCS_KEY, dr, output, smtp, slack)
+
+
+# ----------------------------------------------------------------------------- alert routes
+
+SMTP_WRONG = "Wr0ng-SMTP-pw-1a2b"
+SLACK_REVOKED = "T0REVOKED/B0REVOKED/Wr0ng-SLACK-token-3c4d"
+
+
+class AuthSmtpSink:
+    """An SMTP server that requires AUTH (user ``alerts`` / ``the-right-smtp-pw``) and keeps what it gets."""
+
+    def __init__(self):
+        from backup_dr.devstack.servers import free_port
+
+        self.port = free_port()
+        self.messages: list = []
+        self.refused: list[str] = []
+
+    def start(self) -> "AuthSmtpSink":
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Message
+        from aiosmtpd.smtp import AuthResult
+
+        sink = self
+
+        class _Keep(Message):
+            def handle_message(self, message):
+                sink.messages.append(message)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            login, password = getattr(auth_data, "login", None), getattr(auth_data, "password", None)
+            ok = login == b"alerts" and password == b"the-right-smtp-pw"
+            if not ok:
+                sink.refused.append(mechanism)
+            return AuthResult(success=ok, handled=False)
+
+        self._controller = Controller(_Keep(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
+                                      auth_required=True, auth_require_tls=False)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def broken_routes(airflow_db, local_store_root, s3_bucket, gcs_bucket, sinks, monkeypatch):
+    """Alert connections that do not work: SMTP with a wrong password (the server requires AUTH),
+    Slack with a revoked webhook token (the endpoint answers 403 ``invalid_token``)."""
+    from backup_dr.devstack.servers import HttpSink
+
+    smtp = AuthSmtpSink().start()
+    slack = HttpSink(status=403).start()
+    routes = {"smtp": smtp, "slack": slack, "good_smtp": sinks[0], "good_slack": sinks[1]}
+
+    def break_(which: str) -> None:
+        if which == "smtp":
+            monkeypatch.setenv("AIRFLOW_CONN_SMTP_BACKUP_ALERTS", json.dumps({
+                "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port, "login": "alerts", "password": SMTP_WRONG,
+                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "backup-dr@korea-public-data.example"}}))
+        else:
+            monkeypatch.setenv("AIRFLOW_CONN_SLACK_BACKUP_ALERTS", json.dumps(
+                {"conn_type": "slackwebhook", "host": f"{slack.url}/services", "password": SLACK_REVOKED}))
+
+    routes["break"] = break_
+    yield routes
+    smtp.stop()
+    slack.stop()
+
+
+@pytest.mark.parametrize("broken", [("smtp",), ("slack",), ("smtp", "slack")])
+def test_a_wrong_alert_connection_fails_loudly(broken_routes, broken, output):
+    """The health monitor finds nothing backed up (critical) and alerts through broken routes."""
+    for which in broken:
+        broken_routes["break"](which)
+    when = _when(14)
+    dr, states = run_dag("ops_backup_health", logical_date=when, run_after=when)
+    log = output.text()
+    conn = {"smtp": "smtp_backup_alerts", "slack": "slack_backup_alerts"}
+    route = {"smtp": "email", "slack": "slack"}
+    for which in broken:  # every broken route is an ERROR naming its connection
+        assert f"alert route {route[which]} FAILED (Airflow connection '{conn[which]}')" in log, which
+    assert "SMTPAuthenticationError: (535" in log if "smtp" in broken else True
+    assert "Status Code: 403" in log if "slack" in broken else True
+    if "smtp" in broken:
+        assert broken_routes["smtp"].refused and not broken_routes["smtp"].messages  # the wrong password was tried
+    if "slack" in broken:
+        assert broken_routes["slack"].requests  # the revoked hook was called (and refused)
+    if len(broken) == 1:  # the alert still reaches people through the other route; the task reports it
+        assert states == {"check_backup_health": "success"}
+        working = broken_routes["good_slack" if "smtp" in broken else "good_smtp"]
+        if "smtp" in broken:
+            assert working.wait_for(lambda p: "backup health is CRITICAL" in str(p["body"]))
+        else:
+            assert working.wait_for(lambda m: "backup health is CRITICAL" in m["Subject"])
+    else:  # nobody got the alert: the task fails, naming both connections
+        assert states == {"check_backup_health": "failed"}, states
+        assert "no alert route delivered 'backup health is CRITICAL': every route failed" in log
+        assert "email (connection 'smtp_backup_alerts')" in log and "slack (connection 'slack_backup_alerts')" in log
+    for secret in (SMTP_WRONG, SLACK_REVOKED.rsplit("/", 1)[1]):
+        assert secret not in log and secret not in all_xcom_text({dr.dag_id}), secret
