@@ -27,7 +27,6 @@ from bson import Binary
 from backup_dr.devstack import sample_data
 from backup_dr.devstack.servers import MongoServer
 
-from tests.conftest import set_connection  # noqa: F401 - re-exported for the row modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
