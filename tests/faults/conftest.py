@@ -317,3 +317,55 @@ def raw_snapshot(db, collections=None) -> dict:
         options = repr(sorted((infos.get(name) or {}).get("options", {}).items()))
         out[name] = {"count": len(docs), "docs": docs, "indexes": indexes, "options": options}
     return out
+
+
+class AuthSmtpSink:
+    """An SMTP server that requires AUTH (``login`` / ``password``) and keeps what it gets."""
+
+    def __init__(self, login: str = "alerts", password: str = "the-right-smtp-pw"):
+        from backup_dr.devstack.servers import free_port
+
+        self.port = free_port()
+        self.messages: list = []
+        self.refused: list[str] = []
+        self.login, self.password = login.encode(), password.encode()
+
+    def start(self) -> "AuthSmtpSink":
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Message
+        from aiosmtpd.smtp import AuthResult
+
+        sink = self
+
+        class _Keep(Message):
+            def handle_message(self, message):
+                sink.messages.append(message)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            login, password = getattr(auth_data, "login", None), getattr(auth_data, "password", None)
+            ok = login == sink.login and password == sink.password
+            if not ok:
+                sink.refused.append(mechanism)
+            return AuthResult(success=ok, handled=False)
+
+        self._controller = Controller(_Keep(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
+                                      auth_required=True, auth_require_tls=False)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def text(self, message) -> str:
+        from backup_dr.devstack.servers import SmtpSink
+
+        return SmtpSink.text(message)
+
+    def wait_for(self, predicate: Callable = lambda m: True, timeout: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in list(self.messages) if predicate(m)]
+            if found:
+                return found
+            time.sleep(0.1)
+        return []

@@ -20,7 +20,7 @@ import pytest
 
 from backup_dr.devstack.servers import MongoServer
 from tests.dags.conftest import run_dag
-from tests.faults.conftest import all_xcom_text, task_tries
+from tests.faults.conftest import AuthSmtpSink, all_xcom_text, task_tries
 
 MONGO_WRONG = "Wr0ng-MONGO-pw-4f1d"
 REDIS_WRONG = "Wr0ng-REDIS-pw-9c2e"
@@ -148,43 +148,6 @@ def test_gcs_bad_keyfile(backup_stack, seeded_mongo, monkeypatch, output):
 
 SMTP_WRONG = "Wr0ng-SMTP-pw-1a2b"
 SLACK_REVOKED = "T0REVOKED/B0REVOKED/Wr0ng-SLACK-token-3c4d"
-
-
-class AuthSmtpSink:
-    """An SMTP server that requires AUTH (user ``alerts`` / ``the-right-smtp-pw``) and keeps what it gets."""
-
-    def __init__(self):
-        from backup_dr.devstack.servers import free_port
-
-        self.port = free_port()
-        self.messages: list = []
-        self.refused: list[str] = []
-
-    def start(self) -> "AuthSmtpSink":
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Message
-        from aiosmtpd.smtp import AuthResult
-
-        sink = self
-
-        class _Keep(Message):
-            def handle_message(self, message):
-                sink.messages.append(message)
-
-        def authenticator(server, session, envelope, mechanism, auth_data):
-            login, password = getattr(auth_data, "login", None), getattr(auth_data, "password", None)
-            ok = login == b"alerts" and password == b"the-right-smtp-pw"
-            if not ok:
-                sink.refused.append(mechanism)
-            return AuthResult(success=ok, handled=False)
-
-        self._controller = Controller(_Keep(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
-                                      auth_required=True, auth_require_tls=False)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
 
 
 @pytest.fixture
