@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
