@@ -82,6 +82,7 @@ def test_dr_restore_step_broken_halfway_leaves_the_target_byte_for_byte(backup_i
     server, client = target
     db = client[sample_data.DATABASE]
     before = raw_snapshot(db)
+    webhook_sink.requests.clear()
     _break_the_third_insert(client)
     with Approver({"provision_mongodb": ("Approve", {})}):
         dr, states = run_dag("dr_database_server_failure", run_conf={"dry_run": False, "drop": True})
