@@ -48,7 +48,7 @@ def open_store(spec: StoreSpec, conn: ConnInfo | None = None, *, client=None) ->
     from backup_dr.core.stores import gcs
 
     return gcs.GCSStore(client or gcs.client_from_conn(conn), spec.bucket, prefix=spec.prefix, name=spec.name,
-                        conn_id=conn_id, secrets=secrets)
+                        conn_id=conn_id, secrets=secrets, retry_deadline=(conn.extra or {}).get("retry_deadline") if conn else None)
 
 
 def open_stores(specs: Iterable[StoreSpec], resolve: Callable[[str], ConnInfo] = conn_from_env) -> dict[str, Store]:

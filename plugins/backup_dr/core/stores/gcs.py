@@ -14,6 +14,11 @@ Why it looks the way it does:
 * GCS has no S3-style Object Lock per upload; ``retain_until`` is accepted and ignored
   (use a bucket retention policy). A delete refused by a retention policy or hold is
   reported as :class:`ObjectLockedError`.
+* Every call retries transient errors for the client library's deadline (120 s by default):
+  against an unreachable endpoint EACH call waits that long before failing. The
+  connection extra ``retry_deadline`` (seconds) bounds it, e.g. so that the break-glass CLI
+  falls back to another store quickly in a disaster, and a replication try fails fast and
+  leaves the waiting to Airflow's retries.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class GCSStore(Store):
     type = "gcs"
 
     def __init__(self, client, bucket: str, *, prefix: str = "", name: str = "gcs", conn_id: str | None = None,
-                 chunk_size: int = 8 * MiB, secrets: list[str] | None = None):
+                 chunk_size: int = 8 * MiB, secrets: list[str] | None = None, retry_deadline: float | None = None):
         if chunk_size % (256 * 1024):
             raise ValueError("GCS chunk_size must be a multiple of 256 KiB")
         self.client = client
@@ -77,6 +82,7 @@ class GCSStore(Store):
         self.conn_id = conn_id
         self.chunk_size = chunk_size
         self._secrets = list(secrets or [])
+        self._retry = _retry_policy(retry_deadline)
 
     def describe(self) -> str:
         return f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
@@ -131,7 +137,7 @@ class GCSStore(Store):
         blob = self.bucket.blob(self._k(key), chunk_size=self.chunk_size)
         reader = HashingReader(stream, crc32c=True)
         try:
-            blob.upload_from_file(reader, size=size, checksum=None)  # compared below, once, by us
+            blob.upload_from_file(reader, size=size, checksum=None, retry=self._retry)  # compared below, once, by us
         except Exception as e:  # noqa: BLE001 - translated (vendor exception zoo); unknown ones re-raised
             if isinstance(e, OSError) and "one-pass" in str(e):
                 raise StoreError(f"{self.where}: uploading {key} failed mid-way and cannot resume from this stream",
@@ -159,7 +165,7 @@ class GCSStore(Store):
         if blob is None:
             raise NotFoundError(f"{self.where}: {key} not found")
         try:
-            raw = blob.open("rb", chunk_size=self.chunk_size)
+            raw = blob.open("rb", chunk_size=self.chunk_size, retry=self._retry)
         except Exception as e:  # noqa: BLE001
             raise self._translate(e, f"reading {key}", missing="object") from e
         with raw:
@@ -170,7 +176,7 @@ class GCSStore(Store):
         blob = self.bucket.blob(self._k(key))
         sink = HashingWriter(_NullSink())
         try:
-            blob.download_to_file(sink, checksum="auto")
+            blob.download_to_file(sink, checksum="auto", retry=self._retry)
         except Exception as e:  # noqa: BLE001
             raise self._translate(e, f"reading {key}", missing="object") from e
         return sink.size, sink.sha256
@@ -183,7 +189,7 @@ class GCSStore(Store):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:
-            blobs = sorted(self.client.list_blobs(self.bucket_name, prefix=self._k(prefix)), key=lambda b: b.name)
+            blobs = sorted(self.client.list_blobs(self.bucket_name, prefix=self._k(prefix), retry=self._retry), key=lambda b: b.name)
         except Exception as e:  # noqa: BLE001
             raise self._translate(e, f"listing {prefix or '/'}") from e
         for b in blobs:
@@ -193,7 +199,7 @@ class GCSStore(Store):
         from google.api_core import exceptions as gexc
 
         try:
-            self.bucket.blob(self._k(key)).delete()
+            self.bucket.blob(self._k(key)).delete(retry=self._retry)
         except gexc.NotFound:
             return
         except Exception as e:  # noqa: BLE001
@@ -201,9 +207,19 @@ class GCSStore(Store):
 
     def _get_blob(self, key: str, doing: str):
         try:
-            return self.bucket.get_blob(self._k(key))
+            return self.bucket.get_blob(self._k(key), retry=self._retry)
         except Exception as e:  # noqa: BLE001
             raise self._translate(e, doing, missing="object") from e
+
+
+def _retry_policy(deadline: float | str | None):
+    """The library's default retry, bounded to ``deadline`` seconds when one is given."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    if deadline in (None, ""):
+        return DEFAULT_RETRY
+    seconds = float(deadline)
+    return DEFAULT_RETRY.with_timeout(seconds) if hasattr(DEFAULT_RETRY, "with_timeout") else DEFAULT_RETRY.with_deadline(seconds)
 
 
 def _truthy(value) -> bool:
