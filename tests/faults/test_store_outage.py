@@ -43,6 +43,9 @@ class PrivateStore:
         else:
             monkeypatch.setenv("STORAGE_EMULATOR_HOST", self.server.endpoint_url)
             monkeypatch.setenv("BACKUP_DR_GCS_BUCKET", self.bucket)
+            # without retry_deadline the google client retries every call for 120 s against a dead endpoint
+            monkeypatch.setenv("AIRFLOW_CONN_BACKUP_GCS", json.dumps({
+                "conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "test", "retry_deadline": 3}}))
         self.create_bucket()
 
     def create_bucket(self) -> None:
@@ -52,9 +55,7 @@ class PrivateStore:
             self.server.client().create_bucket(self.bucket)
 
 
-# GCS is slow to fail: the google client retries every call against a dead endpoint for its
-# default 120 s deadline, so each of the 3 tries takes ~2 minutes (see the README's table).
-@pytest.fixture(params=["s3", pytest.param("gcs", marks=pytest.mark.slow)])
+@pytest.fixture(params=["s3", "gcs"])
 def outage(request, backup_stack, bulky_mongo, tmp_path, monkeypatch):
     store = PrivateStore(request.param, tmp_path, monkeypatch)
     yield store
