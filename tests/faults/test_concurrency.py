@@ -19,6 +19,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.verify import verify_copy
 from tests.dags.conftest import run_dag
@@ -90,6 +92,7 @@ def test_two_runs_at_once_each_make_their_own_backup(backup_stack, bulky_mongo, 
     assert tmp_leftovers(backup_stack["local"]) == [] and all(backup_dirs(backup_stack["local"]).values())
 
 
+@pytest.mark.slow  # ~35 s: a child worker starts Airflow, is killed, then the retry run
 def test_worker_killed_mid_upload_then_the_retry_makes_exactly_one_backup(backup_stack, bulky_mongo, policy_stores, s3_server):
     s3, bucket = s3_server.client(), backup_stack["s3"]
     when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
