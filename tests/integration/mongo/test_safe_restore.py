@@ -183,3 +183,18 @@ def test_corrupt_stored_backup_is_refused_by_its_manifest_hash(mongo_client, see
         restore_mongodb(mongo_client, local_store, manifest, workdir=tmp_path / "w", safety_dir=tmp_path / "safety",
                         target_db=target.name, drop=True)
     assert snapshot(target) == before and safety_backups(tmp_path) == []
+
+
+def test_safety_backup_of_an_unreachable_target_names_the_problem(tmp_path):
+    """The DR runbook's safety-backup step against a target that is down: a project error with a
+    hint, not the driver's topology dump."""
+    import pymongo
+
+    from backup_dr.core.errors import SourceError
+    from backup_dr.core.mongo.safe_restore import take_safety_backup
+    from backup_dr.core.stores.local import LocalStore
+
+    client = pymongo.MongoClient("mongodb://127.0.0.1:1/?directConnection=true", serverSelectionTimeoutMS=300)
+    with pytest.raises(SourceError, match="taking a safety backup of 'korea_public_data': cannot reach the MongoDB server") as err:
+        take_safety_backup(client, "korea_public_data", LocalStore(tmp_path / "s"), backup_class="critical_data", source="mongodb")
+    assert "Topology Description" not in err.value.message

@@ -76,8 +76,9 @@ def take_safety_backup(client, target_db: str, safety_store: LocalStore, *, back
     the database does not exist, so there is nothing to keep)."""
     from backup_dr.core.artifacts.writer import ArtifactWriter
 
-    if target_db not in client.list_database_names():
-        return None
+    with translate(f"taking a safety backup of {target_db!r}", secrets=secrets):
+        if target_db not in client.list_database_names():  # the first round trip: a target that is down fails here
+            return None
     bid = BackupId.new(backup_class, source, "safety", datetime.now(timezone.utc))
     writer = ArtifactWriter(safety_store, bid, source_type="mongodb")
     writer.begin()
