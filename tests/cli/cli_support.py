@@ -246,3 +246,7 @@ def redis_fingerprint(r) -> dict:
                  "zset": lambda: r.zrange(key, 0, -1, withscores=True)}[kind]()
         out[key] = (kind, value, r.ttl(key) > 0)
     return out
+
+
+def mongo_conn_json(server) -> str:
+    return json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": server.port, "extra": {"directConnection": True}})

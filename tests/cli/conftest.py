@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -20,13 +19,9 @@ from backup_dr.devstack import sample_data
 from backup_dr.devstack.app_files import make_app_dir
 from backup_dr.devstack.servers import RedisServer
 
-from cli_support import History
+from cli_support import History, mongo_conn_json
 
 REDIS_PASSWORD = "cli-redis-secret"
-
-
-def mongo_conn_json(server) -> str:
-    return json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": server.port, "extra": {"directConnection": True}})
 
 
 @pytest.fixture(scope="session")

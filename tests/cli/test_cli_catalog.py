@@ -57,7 +57,7 @@ def test_show_prints_the_manifest_and_presence(cli, history):
     assert data["expires_at"] == m["retention"]["expires_at"]
     assert {n: s["state"] for n, s in data["stores"].items()} == {"local": "complete", "s3": "complete", "gcs": "complete"}
     out = cli.ok("show", history.ids["redis"])
-    assert "gcs      absent" in out.stdout and f"sha256 " in out.stdout and "retention: keep 1 month" in out.stdout
+    assert "gcs      absent" in out.stdout and "sha256 " in out.stdout and "retention: keep 1 month" in out.stdout
 
 
 def test_verify_rehashes_every_copy_and_records_it(cli, history):

@@ -18,7 +18,7 @@ from backup_dr.devstack import sample_data
 from backup_dr.devstack.servers import MongoServer
 
 from cli_support import snapshot_db
-from conftest import mongo_conn_json
+from cli_support import mongo_conn_json
 
 CRITICAL = ["announcements", "businesses", "contents"]
 

@@ -14,7 +14,7 @@ from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.health import load_latest_report
 from backup_dr.core.verify import latest_verification
 
-from conftest import mongo_conn_json
+from cli_support import mongo_conn_json
 
 MINI_POLICY = """\
 version: 1

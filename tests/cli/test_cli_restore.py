@@ -16,7 +16,7 @@ import redis
 from backup_dr.core.artifacts.layout import BackupId
 
 from cli_support import redis_fingerprint, snapshot_db, tree
-from conftest import mongo_conn_json
+from cli_support import mongo_conn_json
 
 CRITICAL = ["announcements", "businesses", "contents"]
 

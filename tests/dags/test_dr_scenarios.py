@@ -7,7 +7,6 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from bson import ObjectId  # noqa: F401 - documents compared raw
 
 from backup_dr.devstack.servers import MongoServer, RedisServer
 from tests.conftest import set_connection

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from backup_dr.core.connections import mongo_uri, parse_conn
-from backup_dr.core.policy import load_policy, read_policy_document
+from backup_dr.core.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,8 @@ def test_dockerfile_pins_airflow_and_installs_worker_tools():
 def test_connection_json_is_valid(airflow_env):
     for key, value in airflow_env.items():
         if key.startswith("AIRFLOW_CONN_"):
-            json.loads(value)
+            conn = json.loads(value)
+            assert isinstance(conn, dict) and conn.get("conn_type"), key
 
 
 def test_the_stand_in_api_serves_health_and_accepts_repoint(tmp_path):

@@ -7,7 +7,7 @@ import time
 from backup_dr.core.mongo.applier import NamespaceMap, OplogApplier
 from backup_dr.core.mongo.oplog import newest_ts, window
 
-from conftest import snapshot, uniq
+from mongo_support import snapshot, uniq
 from test_consistency import COLLS, Writer
 
 

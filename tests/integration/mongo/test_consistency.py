@@ -22,7 +22,7 @@ from backup_dr.core.mongo.safe_restore import safe_restore
 from backup_dr.core.mongo.sinks import ArchiveSink
 from backup_dr.core.stores.local import LocalStore
 
-from conftest import snapshot, uniq
+from mongo_support import snapshot, uniq
 
 COLLS = ("c0", "c1", "c2")
 

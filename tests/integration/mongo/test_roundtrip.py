@@ -8,7 +8,7 @@ from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.mongo.backup import backup_mongodb, restore_mongodb, verify_restore
 from backup_dr.core.policy_model import Job, MongoSource
 
-from conftest import KOREAN, build_rich_database, snapshot, uniq
+from mongo_support import KOREAN, build_rich_database, snapshot, uniq
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-
 import bson
 import pytest
-import zstandard
-from bson.int64 import Int64
 
 from backup_dr.core.errors import IntegrityError, NotFoundError, RestoreError, RestoreRefused
 from backup_dr.core.mongo.archive import ArchiveWriter, PreludeEntry
@@ -19,7 +14,7 @@ from backup_dr.core.mongo.safe_restore import safe_restore
 from backup_dr.core.policy_model import Job, MongoSource
 from backup_dr.core.stores.local import LocalStore
 
-from conftest import snapshot, uniq
+from mongo_support import snapshot, uniq
 
 
 @pytest.fixture

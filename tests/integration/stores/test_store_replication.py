@@ -16,7 +16,7 @@ import pytest
 
 from backup_dr.core.artifacts.reader import fetch_verified
 from backup_dr.core.catalog import Catalog
-from backup_dr.core.errors import ConnectionConfigError, IntegrityError, StoreError
+from backup_dr.core.errors import IntegrityError, StoreError
 from backup_dr.core.replicate import ReplicationError, replicate, replicate_all
 from backup_dr.core.stores import LocalStore
 from backup_dr.core.stores.gcs import GCSStore
