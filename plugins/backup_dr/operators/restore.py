@@ -1,0 +1,152 @@
+"""Restore operators for use in your own DAGs (the DR scenario DAGs compose the same core calls).
+
+    MongoRestoreOperator(task_id="restore", backup_id="latest", backup_class="critical_data",
+                         target_conn_id="mongo_dr_target", drop=True)
+    RedisRestoreOperator(task_id="restore_cache", backup_id="latest", backup_class="operational_data",
+                         mode="load", target_conn_id="redis_dr_target", replace=True)
+
+Both read only bytes whose sha256 matches the manifest, from the first store holding a good
+copy (a corrupt copy is skipped, with the reason logged), and refuse a non-empty target
+unless told to overwrite it. A failed MongoDB restore is rolled back from its safety backup.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any, Sequence
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _pick(policy, backup_class: str, source: str | None, kind: str, backup_id: str):
+    """(catalog entry, ordered store names with a good copy first) for an id or ``latest``."""
+    from backup_dr.core.catalog import Catalog
+    from backup_dr.core.verify import verify_copy
+
+    cls = policy.classes[backup_class]
+    stores = {n: open_store(policy.stores[n]) for n in cls.stores}
+    catalog = Catalog(stores)
+    if backup_id in ("", "latest", None):
+        if source is None:
+            raise AirflowFailException("backup_id 'latest' needs the source name")
+        entry = catalog.newest(cls.name, source, kind)
+    else:
+        entry = catalog.find(BackupId.parse(backup_id))
+    if entry is None:
+        raise AirflowFailException(f"no complete backup {backup_id!r} of {backup_class}/{source or '?'} in {', '.join(stores)}")
+    manifest = entry.manifest()
+    for name in entry.complete_in:
+        result = verify_copy(stores[name], manifest)
+        if result["ok"]:
+            return entry, manifest, stores[name]
+    raise AirflowFailException(f"every copy of {entry.backup_id} failed verification ({', '.join(entry.complete_in)})")
+
+
+class MongoRestoreOperator(BaseOperator):
+    """Safe MongoDB restore: safety backup of the target, restore with drop, validate, roll back
+    on any failure.
+
+    :param backup_id: a backup id or ``latest`` (templated)
+    :param backup_class: policy class (templated)
+    :param target_conn_id: Airflow connection of the MongoDB to restore into (templated)
+    :param source: policy source (for ``latest``; default the class's MongoDB source) (templated)
+    :param target_db: restore under another database name (templated)
+    :param collections: restore only these collections (templated)
+    :param drop: allow overwriting collections that exist in the target (templated)
+    """
+
+    template_fields: Sequence[str] = ("backup_id", "backup_class", "target_conn_id", "source", "target_db", "collections", "drop")
+    ui_color = "#fbe9e7"
+
+    def __init__(self, *, backup_id: str, backup_class: str, target_conn_id: str, source: str | None = None,
+                 target_db: str | None = None, collections: list[str] | None = None, drop: Any = False,
+                 policy_path: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backup_id, self.backup_class, self.target_conn_id = backup_id, backup_class, target_conn_id
+        self.source, self.target_db, self.collections, self.drop = source, target_db, collections, drop
+        self.policy_path = policy_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from backup_dr.core.mongo.backup import restore_mongodb
+
+        policy = get_policy(self.policy_path)
+        cls = policy.classes[self.backup_class]
+        source = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
+        secrets = conn_info(self.target_conn_id).secrets
+        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-restore-") as work:
+            entry, manifest, store = _pick(policy, cls.name, source, "full", self.backup_id)
+            self.log.info("restoring %s from %s into %s", entry.backup_id, store.name, self.target_conn_id)
+            with mongo_client(self.target_conn_id) as client:
+                result = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local_store(policy, cls.name).root),
+                                         target_db=self.target_db or None, collections=list(self.collections or []) or None,
+                                         drop=_truthy(self.drop), secrets=secrets)
+        out = result.as_dict() if hasattr(result, "as_dict") else {}
+        return {"backup_id": entry.backup_id, "store": store.name, "target": self.target_conn_id,
+                **{k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}
+
+
+class RedisRestoreOperator(BaseOperator):
+    """Restore a Redis backup. Modes:
+
+    * ``scratch``: load it into a fresh local redis-server, check it against the manifest, stop it
+      (a verification);
+    * ``load``: copy every key into the running server of ``target_conn_id`` over the network
+      (``DUMP``/``RESTORE``, TTLs kept); refuses a non-empty target unless ``replace``;
+    * ``data_dir``: the seed's procedure made safe, for a worker on the Redis host: safety copy,
+      files placed with the previous owner/mode, restart via the source's ``restart_command``, key
+      counts checked, rollback on failure (the AOF-enabled empty-restart trap handled).
+
+    :param backup_id: a backup id or ``latest`` (templated)
+    :param backup_class: policy class (templated)
+    :param mode: scratch | load | data_dir (templated)
+    :param target_conn_id: the Redis to load into / restart (templated; not for scratch)
+    :param source: policy source (templated; default the class's Redis source)
+    :param replace: ``load`` mode: flush the target dbs first (templated)
+    """
+
+    template_fields: Sequence[str] = ("backup_id", "backup_class", "mode", "target_conn_id", "source", "replace")
+    ui_color = "#fbe9e7"
+
+    def __init__(self, *, backup_id: str, backup_class: str, mode: str = "scratch", target_conn_id: str | None = None,
+                 source: str | None = None, replace: Any = False, policy_path: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backup_id, self.backup_class, self.mode = backup_id, backup_class, mode
+        self.target_conn_id, self.source, self.replace, self.policy_path = target_conn_id, source, replace, policy_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from backup_dr.core.artifacts.layout import kind_for
+
+        policy = get_policy(self.policy_path)
+        cls = policy.classes[self.backup_class]
+        name = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "redis")
+        src = policy.sources[name]
+        if self.mode not in ("scratch", "load", "data_dir"):
+            raise AirflowFailException(f"mode {self.mode!r} is not one of scratch, load, data_dir")
+        if self.mode != "scratch" and not self.target_conn_id:
+            raise AirflowFailException(f"mode {self.mode!r} needs target_conn_id")
+        secrets = conn_info(self.target_conn_id).secrets if self.target_conn_id else []
+        with translate_errors(*secrets, conn_id=self.target_conn_id):
+            entry, manifest, store = _pick(policy, cls.name, name, kind_for(src), self.backup_id)
+            self.log.info("restoring %s from %s (%s mode)", entry.backup_id, store.name, self.mode)
+            if self.mode == "scratch":
+                from backup_dr.core.redis.verify import verify_rdb_restore
+
+                result = verify_rdb_restore(store, manifest)
+            elif self.mode == "load":
+                from backup_dr.core.redis.load import load_into_server
+
+                result = load_into_server(conn_info(self.target_conn_id), store, manifest, replace=_truthy(self.replace))
+            else:
+                from backup_dr.core.redis.restore import restore_data_dir
+
+                result = restore_data_dir(conn_info(self.target_conn_id), src, store, manifest)
+        return {"backup_id": entry.backup_id, "store": store.name, "mode": self.mode,
+                **{k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}
