@@ -46,9 +46,6 @@ class _BlockAirflow:
         return None
 
 sys.meta_path.insert(0, _BlockAirflow())
-
-if os.environ.get("BACKUP_DR_TEST_PRELOAD"):  # a test-only module to load first (contract tests)
-    exec(compile(open(os.environ["BACKUP_DR_TEST_PRELOAD"]).read(), os.environ["BACKUP_DR_TEST_PRELOAD"], "exec"))
 '''
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
 
 from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.mongo.backup import backup_mongodb
+from backup_dr.core.pitr import archive_slice
+from backup_dr.core.policy import load_policy
 
 from cli_support import redis_fingerprint, snapshot_db, tree
-from cli_support import mongo_conn_json
+from cli_support import POLICY, mongo_conn_json
 
 CRITICAL = ["announcements", "businesses", "contents"]
 
@@ -106,14 +110,6 @@ def test_restore_mongo_argument_errors(cli, history, monkeypatch):
     out = cli.run("restore", "mongo", mongo_id, "--to", "redis_target",
                   extra_env={"AIRFLOW_CONN_REDIS_TARGET": '{"conn_type": "redis", "host": "127.0.0.1"}'})
     assert out.returncode == 2 and "a MongoDB target needs conn_type 'mongo'" in out.stderr
-
-
-@pytest.mark.skipif(importlib.util.find_spec("backup_dr.core.pitr") is not None, reason="this build has a PITR module")
-def test_point_in_time_restore_is_refused_clearly_until_the_pitr_module_exists(cli):
-    for at in ("2026-01-01T00:00:00+09:00", "Timestamp(1767225600, 3)"):
-        out = cli.run("restore", "mongo", "--at", at, "--to", "mongo_scratch")
-        assert out.returncode == 2
-        assert "point-in-time restore is not available in this build" in out.stderr
 
 
 def test_a_target_password_never_appears_in_output(cli, tmp_path):
@@ -232,48 +228,63 @@ def test_restore_git_bundle_clones_the_backed_up_commit(cli, history, cli_app, t
     assert out.returncode == 2 and "say which with --source" in out.stderr
 
 
-_PITR_CONTRACT_STUB = '''
-import json, os, sys, types
-from datetime import datetime
+def test_point_in_time_restore_through_the_cli_alone(fresh_history, mongo_client, mongo_scratch_server, tmp_path):
+    """A full backup and one oplog slice in the stores, then ``restore mongo --at`` with only the
+    CLI: the target holds exactly the source's state at that whole second, none of the later writes."""
+    name = f"cli_pitr_{uuid.uuid4().hex[:8]}"
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY.read_text().replace("database: korea_public_data", f"database: {name}"))
+    policy = load_policy(policy_file)
+    source = policy.sources["mongodb"]
+    assert source.database == name
+    db = mongo_client[name]
+    try:
+        db.announcements.insert_many([{"_id": i, "title": f"공고 {i}", "views": i} for i in range(300)])
+        db.businesses.insert_many([{"_id": f"b{i}", "name": f"사업자 {i}", "employees": i} for i in range(100)])
+        db.contents.insert_many([{"_id": i, "body": "본문 " * 20, "rev": 1} for i in range(100)])
+        h = fresh_history()
+        job = next(j for j in policy.classes["critical_data"].jobs if j.source == "mongodb")
+        full = backup_mongodb(mongo_client, source, job, h._writer("critical_data", source, age=timedelta(minutes=10)))
+        h.replicate("critical_data", full)
 
-def restore_to_time(client, stores, policy, source, at, *, target_db, collections, drop, workdir, safety_dir, secrets,
-                    backup_class):
-    client.admin.command("ping")
-    with open(os.environ["BACKUP_DR_TEST_PITR_CALL"], "w") as f:
-        json.dump({"stores": list(stores), "store_types": [type(s).__name__ for s in stores.values()],
-                   "policy": type(policy).__name__, "source": [type(source).__name__, source.name], "at": repr(at),
-                   "at_type": type(at).__name__, "target_db": target_db, "collections": collections, "drop": drop,
-                   "workdir": os.path.isdir(workdir), "safety_dir": os.path.isdir(safety_dir),
-                   "secrets": type(secrets).__name__, "backup_class": backup_class}, f)
-    return {"ok": True, "recovery_point": repr(at)}
+        # after the full backup: updates, deletes, inserts, a new index — all before T
+        db.announcements.update_many({"views": {"$lt": 50}}, {"$set": {"status": "closed"}, "$unset": {"views": ""}})
+        db.businesses.delete_many({"employees": {"$gte": 90}})
+        db.contents.insert_one({"_id": "new", "body": "T 이전", "rev": 2})
+        db.announcements.create_index("status")
+        t = mongo_client.local["oplog.rs"].find_one({}, sort=[("$natural", -1)])["ts"].time
+        expected = snapshot_db(mongo_client, name, CRITICAL)
+        time.sleep(1.2)  # the next writes fall in a later second than T
+        db.announcements.delete_many({})
+        db.contents.insert_one({"_id": "after", "body": "T 이후"})
+        assert mongo_client.local["oplog.rs"].find_one({}, sort=[("$natural", -1)])["ts"].time > t
 
-module = types.ModuleType("backup_dr.core.pitr")
-module.restore_to_time = restore_to_time
-sys.modules["backup_dr.core.pitr"] = module
-'''
+        sliced = archive_slice(mongo_client, policy, "mongodb", h.local, h.stores,
+                               datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5))
+        assert sliced.status == "archived", sliced.message
+
+        target = f"{name}_restored"
+        at = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cli = h.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
+        env = {"BACKUP_DR_POLICY": str(policy_file)}
+        data = cli.json("restore", "mongo", "--at", at, "--to", "mongo_scratch", "--db", target, extra_env=env)
+        r = data["restore"]
+        assert r["base_backup"] == full.backup_id and r["slice_ids"] == [sliced.backup_id], r
+        assert r["mode"] == "whole_second" and r["replayed_entries"] > 0 and r["validated"] is True, r
+        assert snapshot_db(mongo_scratch_server.client(), target, CRITICAL) == expected
+
+        # the same again as text, into a non-empty target: refused without --drop, then replaced with it
+        out = cli.run("restore", "mongo", "--at", at, "--to", "mongo_scratch", "--db", target, extra_env=env)
+        assert out.returncode == 1 and "already has the collection(s)" in out.stderr, out.stderr
+        assert "pass --drop" in out.stderr and "nothing was changed" in out.stderr, out.stderr
+        out = cli.ok("restore", "mongo", "--at", at, "--to", "mongo_scratch", "--db", target, "--drop", extra_env=env)
+        assert f"base {full.backup_id}" in out.stdout and "safety backup of the previous data" in out.stdout, out.stdout
+        assert snapshot_db(mongo_scratch_server.client(), target, CRITICAL) == expected
+    finally:
+        mongo_client.drop_database(name)
+        mongo_scratch_server.client().drop_database(f"{name}_restored")
 
 
-def test_point_in_time_hand_off_contract(cli, tmp_path):
-    """Not a PITR test: it pins the call the CLI makes into backup_dr.core.pitr (a recording
-    stand-in is preloaded), so the PITR module's author and the CLI agree on one signature."""
-    stub, call = tmp_path / "pitr_stub.py", tmp_path / "call.json"
-    stub.write_text(_PITR_CONTRACT_STUB)
-    env = {"BACKUP_DR_TEST_PRELOAD": str(stub), "BACKUP_DR_TEST_PITR_CALL": str(call)}
-    data = cli.json("restore", "mongo", "--at", "2026-01-01T09:00:00+09:00", "--to", "mongo_scratch", "--db", "pitr_db",
-                    "--collections", "announcements", "--drop", "--safety-dir", str(tmp_path / "s"), extra_env=env)
-    assert data["restore"] == {"ok": True, "recovery_point": "datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)"}
-    got = json.loads(call.read_text())
-    assert got == {"stores": ["local", "s3", "gcs"], "store_types": ["LocalStore", "S3Store", "GCSStore"], "policy": "Policy",
-                   "source": ["MongoSource", "mongodb"], "at": "datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)",
-                   "at_type": "datetime", "target_db": "pitr_db", "collections": ["announcements"], "drop": True,
-                   "workdir": True, "safety_dir": True, "secrets": "list", "backup_class": None}
-    cli.json("restore", "mongo", "--at", "Timestamp(1767225600, 7)", "--to", "mongo_scratch", "--from-store", "s3",
-             "--class", "critical_data", extra_env=env)
-    got = json.loads(call.read_text())
-    assert got["at"] == "Timestamp(1767225600, 7)" and got["stores"] == ["s3"] and got["backup_class"] == "critical_data"
-
-
-@pytest.mark.skipif(importlib.util.find_spec("backup_dr.core.pitr") is None, reason="this build has no PITR module")
 def test_point_in_time_restore_reaches_the_real_pitr_module(cli, history, mongo_scratch_server, fresh_db_name):
     """With the real module: a time before the oldest backup is refused by it, through the CLI, target untouched."""
     out = cli.run("restore", "mongo", "--at", "2026-01-01T00:00:00Z", "--to", "mongo_scratch", "--db", fresh_db_name,

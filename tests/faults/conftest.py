@@ -25,7 +25,7 @@ import pytest
 from bson import Binary
 
 from backup_dr.devstack import sample_data
-from backup_dr.devstack.servers import MongoServer
+from backup_dr.devstack.servers import MongoServer, SmtpSink
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,14 +319,11 @@ def raw_snapshot(db, collections=None) -> dict:
     return out
 
 
-class AuthSmtpSink:
+class AuthSmtpSink(SmtpSink):
     """An SMTP server that requires AUTH (``login`` / ``password``) and keeps what it gets."""
 
     def __init__(self, login: str = "alerts", password: str = "the-right-smtp-pw"):
-        from backup_dr.devstack.servers import free_port
-
-        self.port = free_port()
-        self.messages: list = []
+        super().__init__()
         self.refused: list[str] = []
         self.login, self.password = login.encode(), password.encode()
 
@@ -352,20 +349,3 @@ class AuthSmtpSink:
                                       auth_required=True, auth_require_tls=False)
         self._controller.start()
         return self
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def text(self, message) -> str:
-        from backup_dr.devstack.servers import SmtpSink
-
-        return SmtpSink.text(message)
-
-    def wait_for(self, predicate: Callable = lambda m: True, timeout: float = 20.0) -> list:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [m for m in list(self.messages) if predicate(m)]
-            if found:
-                return found
-            time.sleep(0.1)
-        return []

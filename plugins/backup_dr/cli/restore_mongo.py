@@ -2,13 +2,12 @@
 
 A backup id (or ``latest``) restores that full backup through
 :func:`backup_dr.core.mongo.backup.restore_mongodb`. ``--at`` restores to a point in time
-through the PITR module (``backup_dr.core.pitr.restore_to_time``), when this build has one;
-the time is parsed and checked here first, so a typo never waits for a download.
+through :func:`backup_dr.core.pitr.restore_to_time`; the time is parsed and checked here
+first, so a typo never waits for a download.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -24,18 +23,13 @@ from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
-from backup_dr.core.errors import RestoreRefused
+from backup_dr.core.errors import TargetNotEmpty
 from backup_dr.core.mongo.backup import restore_mongodb
 
 log = logging.getLogger("backup_dr.cli")
 
-PITR_MODULE = "backup_dr.core.pitr"
 _TS = re.compile(r"^\s*Timestamp\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$")
 _BAD_DB = re.compile(r'[/\\. "$\x00]')
-
-
-class PitrUnavailable(UsageError):
-    """This build has no point-in-time restore module (exit 2: retrying will not help)."""
 
 
 def parse_at(text: str, now: datetime | None = None):
@@ -64,22 +58,6 @@ def parse_at(text: str, now: datetime | None = None):
     if when > now:
         raise UsageError(f"--at {text!r} is in the future ({when:%Y-%m-%dT%H:%M:%SZ}; now {now:%Y-%m-%dT%H:%M:%SZ})")
     return when
-
-
-def pitr_function():
-    """``restore_to_time`` of the PITR module; PitrUnavailable (never a fake) when absent."""
-    try:
-        module = importlib.import_module(PITR_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != PITR_MODULE:
-            raise
-        module = None
-    fn = getattr(module, "restore_to_time", None)
-    if fn is None:
-        raise PitrUnavailable("point-in-time restore is not available in this build",
-                              detail=f"module {PITR_MODULE} (restore_to_time) is not installed",
-                              hint="restore a full backup instead: python -m backup_dr restore mongo <id|latest> --to CONN_ID")
-    return fn
 
 
 def safety_dir(given: str | None, policy) -> str:
@@ -122,14 +100,13 @@ def run(args) -> int:
         raise UsageError(f"--db {args.db!r} is not a valid database name")
     collections = [c.strip() for c in args.collections.split(",") if c.strip()] if args.collections else None
     at = parse_at(args.at) if args.at else None
-    restore_to_time = pitr_function() if at is not None else None  # fail fast, before any I/O
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
     conn = resolve_conn(args.to)
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    if restore_to_time is not None:
-        return _run_pitr(restore_to_time, args, policy, stores, conn, at, collections, workdir)
+    if at is not None:
+        return _run_pitr(args, policy, stores, conn, at, collections, workdir)
     catalog = Catalog(stores.opened)
     if args.backup == "latest":
         source = source_for(policy, args.source, ("mongodb",), "restore mongo")
@@ -151,44 +128,47 @@ def run(args) -> int:
                 entry, stores, args.from_store, policy,
                 lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
                                                  collections=collections, drop=args.drop, secrets=conn.secrets))
-        except RestoreRefused as e:  # the core's hint names API arguments; say it in CLI terms
-            raise RestoreRefused(e.message, detail="nothing was changed on the target",
-                                 hint="restore into another database with --db NAME, or pass --drop to replace them "
-                                      "(their current content is kept as a safety backup first)") from None
+        except TargetNotEmpty as e:
+            raise _in_cli_terms(e) from None
     data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "database": result.target_db},
             **attempts.as_dict(), "recovery_point": manifest.consistent_point, "restore": _as_dict(result)}
     emit(args, data, _human)
     return 0
 
 
-def _run_pitr(restore_to_time, args, policy, stores, conn, at, collections, workdir) -> int:
-    """Hand over to the PITR module. The contract (see the report to the lead)::
+def _in_cli_terms(e: TargetNotEmpty) -> TargetNotEmpty:
+    """The core's hint names API arguments (target_db, drop=True); say it in CLI flags."""
+    return TargetNotEmpty(e.message, detail="nothing was changed on the target",
+                          hint="restore into another database with --db NAME, or pass --drop to replace them "
+                               "(their current content is kept as a safety backup first)")
 
-        restore_to_time(client, stores, policy, source, at, *, target_db, collections, drop,
-                        workdir, safety_dir, secrets, backup_class) -> dict | dataclass | obj with as_dict()
 
-    ``stores``: {name: Store} in preference order (only ``--from-store`` when given);
-    ``source``: the MongoSource; ``at``: an aware UTC datetime or a ``bson.Timestamp``.
-    """
+def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
+    """Hand over to :func:`backup_dr.core.pitr.restore_to_time` with the stores in preference
+    order (only ``--from-store`` when given); ``at`` is an aware UTC datetime (that whole
+    second) or a ``bson.Timestamp`` (that exact entry)."""
+    from backup_dr.core.pitr import restore_to_time  # only this command needs the PITR engine
+
     source = policy.sources[source_for(policy, args.source, ("mongodb",), "restore mongo --at")]
     ordered = dict(stores.opened)
     if args.from_store:
         ordered = {args.from_store: ordered[args.from_store]}
     safety = safety_dir(args.safety_dir, policy)
     with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-", dir=workdir) as tmp:
-        result = restore_to_time(client, ordered, policy, source, at, target_db=args.db, collections=collections,
-                                 drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
-                                 backup_class=args.backup_class)
+        try:
+            result = restore_to_time(client, ordered, policy, source, at, target_db=args.db, collections=collections,
+                                     drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
+                                     backup_class=args.backup_class)
+        except TargetNotEmpty as e:
+            raise _in_cli_terms(e) from None
     data = {"ok": True, "at": str(at), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},
-            "restore": _as_dict(result)}
+            "restore": result.as_dict()}
     emit(args, data, _pitr_text)
     return 0
 
 
 def _pitr_text(d: dict[str, Any]) -> str:
     r = d["restore"]
-    if "base_backup" not in r:  # a result shape this CLI does not know: show it all
-        return f"restored {d['target']['conn_id']} to {d['at']}\n" + "\n".join(f"  {k}: {v}" for k, v in r.items())
     lines = [f"restored {d['target']['conn_id']} database {r.get('target_db')} to {r.get('requested')} ({r.get('mode')})",
              f"  base {r['base_backup']} (from {r.get('base_store')}), then {r.get('slices')} oplog slice(s), "
              f"{r.get('replayed_entries')} entries replayed until {r.get('replayed_until')}",

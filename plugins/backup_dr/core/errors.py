@@ -78,6 +78,10 @@ class RestoreRefused(BackupDRError):
     """A restore was refused before touching the target (non-empty target, bad time, ...)."""
 
 
+class TargetNotEmpty(RestoreRefused):
+    """The restore would overwrite existing collections and ``drop`` was not given."""
+
+
 class VerificationError(BackupDRError):
     """A restored copy does not match its manifest."""
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as pe
 
-from backup_dr.core.errors import NotFoundError, RestoreError, RestoreRefused
+from backup_dr.core.errors import NotFoundError, RestoreError, RestoreRefused, TargetNotEmpty
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.archive import ArchiveReader, ArchiveSummary, PreludeEntry
 from backup_dr.core.mongo.codecs import decompressed_reader
@@ -144,7 +144,7 @@ def check_target(client, plan: RestorePlan, *, drop: bool) -> list[str]:
                 described.append(f"{n} ({count} documents)" if count else f"{n} (empty)")
             except pe.OperationFailure:
                 described.append(f"{n} (view)")
-        raise RestoreRefused(
+        raise TargetNotEmpty(
             f"target database {plan.target_db!r} already has the collection(s) this restore would write: {', '.join(described)}",
             hint="restore into another database (target_db), or pass drop=True to replace them (a safety backup is taken first)",
         )

@@ -114,3 +114,16 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name or '?'} {self.describe()}>"
+
+
+class BucketStore(Store):
+    """A store rooted at a key prefix inside an object-store bucket (S3, GCS): maps our keys to
+    the bucket's full keys and back, so both clouds name and list objects the same way."""
+
+    prefix: str = ""
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full

@@ -31,7 +31,7 @@ from typing import BinaryIO, Iterator
 
 from backup_dr.core.connections import ConnInfo, redact
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, IntegrityError, NotFoundError, StoreError
-from backup_dr.core.stores.base import ObjectInfo, ObjectLockedError, Store
+from backup_dr.core.stores.base import BucketStore, ObjectInfo, ObjectLockedError
 from backup_dr.core.stores.local import HashingWriter
 from backup_dr.core.stores.streams import HashingReader
 
@@ -65,7 +65,7 @@ class _GuardedReader:
         return True
 
 
-class GCSStore(Store):
+class GCSStore(BucketStore):
     """A bucket (and optional key prefix) on Google Cloud Storage or the emulator."""
 
     type = "gcs"
@@ -90,12 +90,6 @@ class GCSStore(Store):
     @property
     def where(self) -> str:
         return f"GCS store {self.name!r} ({self.describe()})"
-
-    def _k(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _rel(self, full: str) -> str:
-        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def _translate(self, e: Exception, doing: str, *, missing: str = "bucket") -> BackupDRError:
         """A core error for a google-cloud exception. ``missing``: what a 404 means here."""

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Iterator
 from backup_dr.core.connections import ConnInfo, redact
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, IntegrityError, NotFoundError, StoreError
 from backup_dr.core.policy_model import ObjectLock
-from backup_dr.core.stores.base import ObjectInfo, ObjectLockedError, Store
+from backup_dr.core.stores.base import BucketStore, ObjectInfo, ObjectLockedError
 from backup_dr.core.stores.streams import HashingReader, b64_to_hex
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class _GuardedBody:
         return True
 
 
-class S3Store(Store):
+class S3Store(BucketStore):
     """A bucket (and optional key prefix) on S3 or an S3-compatible service."""
 
     type = "s3"
@@ -95,12 +95,6 @@ class S3Store(Store):
     @property
     def where(self) -> str:
         return f"S3 store {self.name!r} ({self.describe()})"
-
-    def _k(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _rel(self, full: str) -> str:
-        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def _translate(self, e: Exception, doing: str) -> BackupDRError:
         """A core error for a boto3/botocore exception (the caller chains it with ``from e``)."""
