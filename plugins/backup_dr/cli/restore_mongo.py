@@ -23,41 +23,31 @@ from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
-from backup_dr.core.errors import TargetNotEmpty
+from backup_dr.core.errors import RestoreRefused, TargetNotEmpty
 from backup_dr.core.mongo.backup import restore_mongodb
 
 log = logging.getLogger("backup_dr.cli")
 
-_TS = re.compile(r"^\s*Timestamp\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$")
 _BAD_DB = re.compile(r'[/\\. "$\x00]')
 
 
 def parse_at(text: str, now: datetime | None = None):
     """``--at``: an ISO 8601 time WITH a zone (``2026-11-26T08:00:00Z``, ``...+09:00``) -> aware UTC
-    datetime, or ``Timestamp(t, i)`` -> ``bson.Timestamp`` (an exact oplog position)."""
-    now = now or datetime.now(timezone.utc)
-    m = _TS.match(text)
-    if m:
-        from bson.timestamp import Timestamp
+    datetime, or ``Timestamp(t, i)`` -> ``bson.Timestamp`` (an exact oplog position). The PITR
+    engine's parser, as a usage error (exit 2), plus a refusal of times in the future."""
+    from backup_dr.core.pitr.points import parse_at as parse_restore_time
 
-        t, i = int(m.group(1)), int(m.group(2))
-        if t >= 2**32 or i >= 2**32:
-            raise UsageError(f"--at {text!r}: both numbers of Timestamp(t, i) must be below 2^32")
-        if t > now.timestamp():
-            raise UsageError(f"--at {text!r} is in the future ({datetime.fromtimestamp(t, timezone.utc):%Y-%m-%dT%H:%M:%SZ})")
-        return Timestamp(t, i)
+    now = now or datetime.now(timezone.utc)
     try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--at {text!r} is neither an ISO 8601 time nor Timestamp(t, i)",
-                         hint="e.g. --at 2026-11-26T08:00:00Z, --at 2026-11-26T17:00:00+09:00 or --at 'Timestamp(1795680000, 3)'") from None
-    if when.tzinfo is None:
-        raise UsageError(f"--at {text!r} has no time zone: it could mean UTC or the server's local time",
-                         hint=f"write {text}Z for UTC, or add the offset, e.g. {text}+09:00 for KST")
-    when = when.astimezone(timezone.utc)
-    if when > now:
-        raise UsageError(f"--at {text!r} is in the future ({when:%Y-%m-%dT%H:%M:%SZ}; now {now:%Y-%m-%dT%H:%M:%SZ})")
-    return when
+        at = parse_restore_time(text)
+    except RestoreRefused as e:
+        raise UsageError(e.message.replace("restore time", "--at", 1), hint=e.hint) from None
+    if isinstance(at, datetime):
+        if at > now:
+            raise UsageError(f"--at {text!r} is in the future ({at:%Y-%m-%dT%H:%M:%SZ}; now {now:%Y-%m-%dT%H:%M:%SZ})")
+    elif at.time > now.timestamp():
+        raise UsageError(f"--at {text!r} is in the future ({datetime.fromtimestamp(at.time, timezone.utc):%Y-%m-%dT%H:%M:%SZ})")
+    return at
 
 
 def safety_dir(given: str | None, policy) -> str:
