@@ -11,7 +11,6 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
 import redis
 
 from backup_dr.core.artifacts.layout import BackupId

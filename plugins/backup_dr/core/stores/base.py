@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from backup_dr.core.errors import BackupDRError
+from backup_dr.core.errors import BackupDRError, IntegrityError
 
 CHUNK = 1024 * 1024
 
@@ -127,3 +127,11 @@ class BucketStore(Store):
 
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def _check_sent(self, key: str, reader, size: int | None, sha256: str | None) -> None:
+        """The bytes the upload consumed (``reader``: a HashingReader) are the ones the caller meant."""
+        if size is not None and reader.size != size:
+            raise IntegrityError(f"{self.where}: {key}: the source gave {reader.size} bytes, expected {size}")
+        if sha256 and reader.sha256 != sha256:
+            raise IntegrityError(f"{self.where}: {key}: the bytes sent hash to {reader.sha256[:16]}…, expected {sha256[:16]}…",
+                                 hint="the source file changed or is corrupt; check the local copy with verify")

@@ -137,11 +137,7 @@ class GCSStore(BucketStore):
                 raise StoreError(f"{self.where}: uploading {key} failed mid-way and cannot resume from this stream",
                                  hint="the task retry uploads the object again") from e
             raise self._translate(e, f"uploading {key}") from e
-        if size is not None and reader.size != size:
-            raise IntegrityError(f"{self.where}: {key}: the source gave {reader.size} bytes, expected {size}")
-        if sha256 and reader.sha256 != sha256:
-            raise IntegrityError(f"{self.where}: {key}: the bytes sent hash to {reader.sha256[:16]}…, expected {sha256[:16]}…",
-                                 hint="the source file changed or is corrupt; check the local copy with verify")
+        self._check_sent(key, reader, size, sha256)
         problems = []
         if blob.size is not None and int(blob.size) != reader.size:
             problems.append(f"size {blob.size} vs {reader.size} sent")

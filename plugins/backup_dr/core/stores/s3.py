@@ -151,11 +151,7 @@ class S3Store(BucketStore):
             self.client.upload_fileobj(reader, self.bucket, full, ExtraArgs=extra, Config=self._transfer)
         except (ClientError, BotoCoreError) as e:
             raise self._translate(e, f"uploading {key}") from e
-        if size is not None and reader.size != size:
-            raise IntegrityError(f"{self.where}: {key}: the source gave {reader.size} bytes, expected {size}")
-        if sha256 and reader.sha256 != sha256:
-            raise IntegrityError(f"{self.where}: {key}: the bytes sent hash to {reader.sha256[:16]}…, expected {sha256[:16]}…",
-                                 hint="the source file changed or is corrupt; check the local copy with verify")
+        self._check_sent(key, reader, size, sha256)
         head = self._head(full, f"checking {key}")
         if head is None or head["ContentLength"] != reader.size:
             got = "nothing" if head is None else f"{head['ContentLength']} bytes"
