@@ -170,17 +170,19 @@ def manual_rollback_hint(pg: PgConn, safety_path: Path, safety: Manifest, scope:
                  *(["--username", pg.user] if pg.user else [])]
     restore = shlex.join(["pg_restore", *conn_args, "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
                           f"--dbname={pg.database}", str(safety_path)])
-    text = f"put the target back from safety dump {safety.backup_id}: run `{restore}`"
+    steps = []
     try:
         extra = [t for t in current_tables(pg, scope) if t.qualified not in safety.details["tables"]]
     except BackupDRError:
         extra = []
     if extra:
         drops = ", ".join('"{}"."{}"'.format(t.schema.replace('"', '""'), t.name.replace('"', '""')) for t in extra)
-        psql = shlex.join(["psql", *conn_args, f"--dbname={pg.database}", "-v", "ON_ERROR_STOP=1", "-c",
-                           f"DROP TABLE IF EXISTS {drops} CASCADE"])
-        text += f", then `{psql}` (tables the safety dump does not have)"
-    return text + "; the password comes from ~/.pgpass or $PGPASSFILE, never the command line"
+        steps.append(shlex.join(["psql", *conn_args, f"--dbname={pg.database}", "-v", "ON_ERROR_STOP=1", "-c",
+                                 f"DROP TABLE IF EXISTS {drops} CASCADE"]))
+    steps.append(restore)
+    return (f"put the target back from safety dump {safety.backup_id}: run " + " then ".join(f"`{s}`" for s in steps)
+            + (" (the first drops the tables the safety dump does not have)" if extra else "")
+            + "; the password comes from ~/.pgpass or $PGPASSFILE, never the command line")
 
 
 def _short(e: BaseException) -> str:
