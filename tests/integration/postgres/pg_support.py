@@ -137,7 +137,7 @@ class PrivateCluster(ManagedProcess):
 
     name = "postgres"
 
-    def __init__(self, workdir, *, user: str, password: str):
+    def __init__(self, workdir=None, *, user: str, password: str):
         super().__init__(workdir)
         self.user, self.password, self.port = user, password, free_port()
         self.data = Path(self.workdir) / "data"
@@ -156,9 +156,11 @@ class PrivateCluster(ManagedProcess):
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres")
             shutil.chown(self.socket_dir, "postgres")
-        subprocess.run(self._as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=trust",
-                                       "--auth-host=scram-sha-256", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, capture_output=True, timeout=120)
+        init = subprocess.run(self._as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=trust",
+                                              "--auth-host=scram-sha-256", "-U", "postgres", "-E", "UTF8",
+                                              "--locale=C.UTF-8"]), capture_output=True, text=True, timeout=120)
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
         super().start(timeout)
         db = psycopg2.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres")
         db.autocommit = True

@@ -143,7 +143,7 @@ class PgConn:
                     f.write(f"*:*:*:{_pgpass_escape(self.user or '*')}:{_pgpass_escape(self.password)}\n")
                 env["PGPASSFILE"] = path
             else:
-                env["PGPASSFILE"] = os.devnull  # never the worker's ~/.pgpass
+                env["PGPASSFILE"] = os.path.join(tmp, "none")  # never the worker's ~/.pgpass (a missing file is fine)
             yield env
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
