@@ -36,11 +36,20 @@ def new_db():
         drop_db(name)
 
 
+@pytest.fixture(scope="session")
+def shop_template():
+    """The shop, seeded once; tests get copies (CREATE DATABASE ... TEMPLATE is cheaper than seeding)."""
+    name = create_db(unique("bdr_shop_tpl"))
+    try:
+        seed_shop(name)
+        yield name
+    finally:
+        drop_db(name)
+
+
 @pytest.fixture
-def shop_db(new_db) -> str:
-    name = new_db("bdr_shop")
-    seed_shop(name)
-    return name
+def shop_db(new_db, shop_template) -> str:
+    return new_db("bdr_shop", template=shop_template)
 
 
 @pytest.fixture

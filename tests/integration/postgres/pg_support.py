@@ -96,6 +96,19 @@ def seed_shop(database: str, **kw) -> None:
     execute(database, SHOP_SQL, **kw)
 
 
+def then_a_client_writes(write):
+    """Fault injection for ``restore._apply``: the real pg_restore, then ``write()`` right after the
+    restore's commit (a client of the target still writing); the rollback's pg_restore is left alone."""
+    from backup_dr.core.postgres import apply as apply_mod
+
+    def apply(pg, path, **kw):
+        apply_mod.apply_dump(pg, path, **kw)
+        if kw["label"] == "restore":
+            write()
+
+    return apply
+
+
 class Writer(threading.Thread):
     """Commits one small transaction after another into ``orders`` (insert, update, delete)
     until stopped; ``commits`` counts them, ``marks`` records (time, commits) on request."""

@@ -24,12 +24,12 @@ from cryptography.fernet import Fernet
 from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.errors import RestoreError, TargetNotEmpty
-from backup_dr.core.postgres import PostgresSource, apply as apply_mod, restore as restore_mod
+from backup_dr.core.postgres import PostgresSource, restore as restore_mod
 from backup_dr.core.postgres.backup import backup_postgres
 from backup_dr.core.postgres.drill import drill_postgres
 from backup_dr.core.postgres.restore import restore_postgres
 
-from pg_support import HOST, PORT, USER, conninfo, create_db, drop_db, execute, query, unique
+from pg_support import HOST, PORT, USER, conninfo, create_db, drop_db, execute, query, then_a_client_writes, unique
 from test_pg_tables import prints
 
 pytestmark = pytest.mark.slow  # `airflow db migrate` alone takes ~30 s on a shared 2-core box
@@ -155,12 +155,8 @@ def test_restore_onto_a_live_airflow_db_refuses_then_rolls_back_byte_for_byte(cl
         restore_postgres(conninfo(target), store, manifest, workdir=tmp_path / "w", safety_dir=tmp_path / "safety")
     assert prints(target) == before
 
-    def restore_while_the_scheduler_still_runs(pg, path, **kw):
-        apply_mod.apply_dump(pg, path, **kw)
-        if kw["label"] == "restore":
-            airflow_writes(target, "scheduler heartbeat after the restore")
-
-    monkeypatch.setattr(restore_mod, "_apply", restore_while_the_scheduler_still_runs)
+    monkeypatch.setattr(restore_mod, "_apply", then_a_client_writes(  # the scheduler still running
+        lambda: airflow_writes(target, "scheduler heartbeat after the restore")))
     with pytest.raises(RestoreError, match="the target was rolled back to its state before the restore") as e:
         restore_postgres(conninfo(target), store, manifest, workdir=tmp_path / "w", safety_dir=tmp_path / "safety",
                          replace=True)

@@ -16,7 +16,7 @@ from backup_dr.core.postgres.backup import backup_postgres
 from backup_dr.core.postgres.restore import restore_postgres
 from backup_dr.core.stores.local import LocalStore
 
-from pg_support import conninfo, connect, execute, seed_shop, unique
+from pg_support import conninfo, connect, execute, then_a_client_writes, unique
 from test_pg_tables import prints
 
 
@@ -26,10 +26,9 @@ def shop_backup(shop_db, new_writer):
 
 
 @pytest.fixture
-def live_target(new_db):
+def live_target(new_db, shop_template):
     """A target in use: the shop with other data, plus a table the backup does not have."""
-    name = new_db("bdr_target")
-    seed_shop(name)
+    name = new_db("bdr_target", template=shop_template)
     execute(name, "UPDATE customers SET city = '대구' WHERE id < 100", "DELETE FROM orders WHERE id > 5000",
             "CREATE TABLE local_only (k text PRIMARY KEY)", "INSERT INTO local_only VALUES ('keep?')")
     return name
@@ -98,13 +97,8 @@ def test_a_failure_after_the_restore_committed_is_rolled_back_from_the_safety_du
                                                                                     monkeypatch):
     """A client still writing to the target right after pg_restore commits: validation catches it."""
     before = prints(live_target)
-
-    def restore_then_a_client_writes(pg, path, **kw):
-        apply_mod.apply_dump(pg, path, **kw)
-        if kw["label"] == "restore":
-            execute(live_target, "INSERT INTO orders (customer, amount) VALUES (3, 99)")
-
-    monkeypatch.setattr(restore_mod, "_apply", restore_then_a_client_writes)
+    monkeypatch.setattr(restore_mod, "_apply", then_a_client_writes(
+        lambda: execute(live_target, "INSERT INTO orders (customer, amount) VALUES (3, 99)")))
     with pytest.raises(RestoreError, match="the target was rolled back") as e:
         restore(store, shop_backup, tmp_path, live_target, replace=True)
     assert "public.orders: 6001 rows, expected 6000" in e.value.detail
@@ -152,13 +146,9 @@ def test_a_failed_rollback_names_commands_that_finish_it(shop_backup, store, tmp
             locker.cursor().execute("LOCK TABLE events IN ACCESS SHARE MODE")
         real_drop(pg, tables)
 
-    def restore_then_a_client_writes(pg, path, **kw):
-        apply_mod.apply_dump(pg, path, **kw)
-        if kw["label"] == "restore":
-            execute(live_target, "INSERT INTO orders (customer, amount) VALUES (3, 99)")
-
     monkeypatch.setattr(restore_mod, "drop_tables", drop_while_locked)
-    monkeypatch.setattr(restore_mod, "_apply", restore_then_a_client_writes)
+    monkeypatch.setattr(restore_mod, "_apply", then_a_client_writes(
+        lambda: execute(live_target, "INSERT INTO orders (customer, amount) VALUES (3, 99)")))
     try:
         with pytest.raises(RestoreError, match="failed AND the rollback failed: the target may be half-written") as e:
             restore(store, shop_backup, tmp_path, live_target, replace=True)

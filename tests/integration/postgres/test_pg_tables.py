@@ -5,7 +5,7 @@ from __future__ import annotations
 from backup_dr.core.postgres.conn import PgConn
 from backup_dr.core.postgres.tables import Scope, compare_tables, database_fingerprints
 
-from pg_support import conninfo, execute, query, seed_shop
+from pg_support import conninfo, execute, query
 
 SHUFFLED = """
 CREATE TABLE t (id int PRIMARY KEY, v text, at timestamptz, f float8);
@@ -48,12 +48,10 @@ def test_one_changed_value_a_null_or_a_lost_duplicate_is_a_difference(new_db):
     assert compare_tables(before, prints(base))[:2] == ["table(s) missing: public.n", "table(s) not in the backup: public.extra"]
 
 
-def test_session_settings_of_the_database_do_not_change_a_hash(new_db):
+def test_session_settings_of_the_database_do_not_change_a_hash(new_db, shop_template):
     """A database whose users see KST, SQL-style dates, few float digits and escaped bytea
     (as a Korean team's server may be configured) hashes like one left at the defaults."""
-    plain, kst = new_db(), new_db()
-    for db in (plain, kst):
-        seed_shop(db)
+    plain, kst = new_db(template=shop_template), new_db(template=shop_template)
     execute("postgres", f"ALTER DATABASE {kst} SET TimeZone = 'Asia/Seoul'", f"ALTER DATABASE {kst} SET DateStyle = 'SQL, DMY'",
             f"ALTER DATABASE {kst} SET extra_float_digits = -3", f"ALTER DATABASE {kst} SET bytea_output = 'escape'")
     row = "SELECT (c.*)::text FROM customers c WHERE id = 5"
