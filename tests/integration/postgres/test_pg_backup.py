@@ -13,13 +13,13 @@ import pytest
 
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.artifacts.writer import ArtifactWriter
-from backup_dr.core.errors import SourceError
+from backup_dr.core.errors import ConnectionConfigError, SourceError
 from backup_dr.core.postgres import PostgresSource
 from backup_dr.core.postgres.backup import backup_postgres
 from backup_dr.core.postgres.drill import drill_postgres
 from backup_dr.core.postgres.tables import HASH_RECIPE
 
-from pg_support import Writer, conninfo, execute, query
+from pg_support import Writer, conninfo, execute, query, unique
 from test_pg_tables import prints
 
 
@@ -132,3 +132,18 @@ def test_unreachable_server_is_a_retryable_error_and_writes_nothing(store, new_w
         backup_postgres(conninfo("nowhere", port=port), PostgresSource("shop", "pg_test"), writer)
     assert e.value.retryable and "the task will retry" in e.value.hint
     assert not writer.directory.exists()
+
+
+def test_a_login_that_may_not_read_every_table_is_told_what_to_grant(shop_db, new_writer):
+    role = unique("bdr_reader")
+    execute("postgres", f"CREATE ROLE {role} LOGIN")
+    try:
+        execute(shop_db, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")  # not audit."Change Log"
+        writer = new_writer()
+        with pytest.raises(ConnectionConfigError, match=rf"login {role!r} may not read everything .* back up") as e:
+            backup_postgres(conninfo(shop_db, user=role), PostgresSource("shop", "pg_test"), writer)
+        assert not e.value.retryable and "pg_read_all_data" in e.value.hint and "permission denied" in e.value.detail
+        assert not writer.directory.exists()
+    finally:
+        execute(shop_db, f"DROP OWNED BY {role}")
+        execute("postgres", f"DROP ROLE {role}")

@@ -20,6 +20,7 @@ attempt wrote, so a partial dump never looks like a backup.
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from backup_dr.core.artifacts.manifest import Manifest, iso
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.connections import ConnInfo
 from backup_dr.core.errors import SourceError
-from backup_dr.core.postgres.conn import PgConn, connect_error, translate
+from backup_dr.core.postgres.conn import PgConn, connect_error, privilege_error, translate
 from backup_dr.core.postgres.source import PostgresSource
 from backup_dr.core.postgres.tables import HASH_RECIPE, Scope, Table, fingerprint_tables, list_tables
 from backup_dr.core.postgres.tools import ToolRun, find_tool, scope_args, tool_version
@@ -168,7 +169,7 @@ def _stream_dump(pg: PgConn, pg_dump: str, snapshot: str, scope: Scope, out, on_
             *scope_args(scope.schemas, scope.exclude_tables)]
     progress = Progress(f"pg_dump {pg.database}", unit="chunks")
     size = 0
-    with pg.tool_env() as env, ToolRun(argv, env, scrub=pg.scrub, stdout=-1) as run:
+    with pg.tool_env() as env, ToolRun(argv, env, scrub=pg.scrub, stdout=subprocess.PIPE) as run:
         for chunk in iter(lambda: run.proc.stdout.read(CHUNK), b""):
             out.write(chunk)
             size += len(chunk)
@@ -180,6 +181,8 @@ def _stream_dump(pg: PgConn, pg_dump: str, snapshot: str, scope: Scope, out, on_
         why = run.errors()
         if "connection to server" in why:
             raise connect_error(pg, Exception(why), f"pg_dump of {pg.database!r}")
+        if "permission denied" in why:
+            raise privilege_error(pg, why, f"pg_dump of {pg.database!r}")
         raise SourceError(f"pg_dump of {pg.describe()} failed (exit code {code}); no backup was written",
                           detail=why, hint=_dump_hint(why))
     if size == 0:

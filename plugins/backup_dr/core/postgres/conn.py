@@ -166,7 +166,17 @@ def translate(pg: PgConn, what: str, cls: type = SourceError, hint: str | None =
             raise connect_error(pg, e, what) from None  # is redacted into the new error; not chained)
         raise cls(f"{what} failed on {pg.describe()}", detail=pg.scrub(str(e).strip()), hint=hint) from e
     except psycopg2.Error as e:
+        if getattr(e, "pgcode", None) == "42501":  # insufficient_privilege: retrying will not help
+            raise privilege_error(pg, pg.scrub(str(e).strip()), what) from e
         raise cls(f"{what} failed on {pg.describe()}", detail=pg.scrub(str(e).strip()), hint=hint) from e
+
+
+def privilege_error(pg: PgConn, text: str, what: str) -> ConnectionConfigError:
+    return ConnectionConfigError(
+        f"{what}: login {pg.user!r} may not read everything it must back up or restore in {pg.describe()}",
+        detail=text,
+        hint=f"GRANT pg_read_all_data TO {pg.user} (PostgreSQL 14+; older: SELECT on every table and USAGE on every "
+             "schema) for backups; restores need the owner of the objects or a superuser")
 
 
 def connect_error(pg: PgConn, e: Exception, what: str) -> Exception:
