@@ -10,7 +10,8 @@ drops the database at the end. Baseline: ``pg_dump --format=custom`` to a file. 
 ``backup_postgres`` into a local store - an exported snapshot, the same pg_dump streamed
 through sha256 and fsync, and every table counted and hashed in the same snapshot
 concurrently, manifest last. Runs alternate (and which goes first alternates too); medians
-are compared. The last line printed is one JSON object with the figures.
+are compared. ``hash_s`` is the table hashing alone (``database_fingerprints``), to show what
+the extra time is. The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from backup_dr.core.artifacts.writer import ArtifactWriter  # noqa: E402
 from backup_dr.core.connections import ConnInfo  # noqa: E402
 from backup_dr.core.postgres import PostgresSource  # noqa: E402
 from backup_dr.core.postgres.backup import backup_postgres  # noqa: E402
+from backup_dr.core.postgres.conn import PgConn  # noqa: E402
+from backup_dr.core.postgres.tables import Scope, database_fingerprints  # noqa: E402
 from backup_dr.core.stores.local import LocalStore  # noqa: E402
 
 HOST, PORT, USER = os.environ.get("PGHOST", "127.0.0.1"), int(os.environ.get("PGPORT", "5432")), os.environ.get("PGUSER", "postgres")
@@ -95,6 +98,13 @@ def run_ours(database: str, store: LocalStore, stamp: datetime) -> tuple[float, 
     return seconds, manifest.total_size
 
 
+def run_hash_only(database: str) -> float:
+    pg = PgConn.from_conninfo(ConnInfo("bench_pg", "postgres", HOST, PORT, USER, None, database))
+    t0 = time.perf_counter()
+    database_fingerprints(pg, Scope())
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k rows instead of 1M")
@@ -113,7 +123,7 @@ def main() -> None:
         store = LocalStore(work / "store")
         stamp = datetime(2026, 11, 26, tzinfo=timezone.utc)
         run_ours(database, store, stamp)  # warm-up: caches, first pg_dump exec
-        base_times, our_times, size = [], [], 0
+        base_times, our_times, hash_times, size = [], [], [], 0
         for i in range(rounds):
             stamp += timedelta(seconds=1)
             if i % 2:
@@ -123,7 +133,9 @@ def main() -> None:
                 base_times.append(run_pg_dump(database, work / "plain.pgdump"))
                 seconds, size = run_ours(database, store, stamp)
             our_times.append(seconds)
-            print(f"round {i + 1}: pg_dump {base_times[-1]:.3f}s, ours {our_times[-1]:.3f}s ({size / 1e6:.1f} MB)", flush=True)
+            hash_times.append(run_hash_only(database))
+            print(f"round {i + 1}: pg_dump {base_times[-1]:.3f}s, ours {our_times[-1]:.3f}s ({size / 1e6:.1f} MB), "
+                  f"hashing alone {hash_times[-1]:.3f}s", flush=True)
         base_size = (work / "plain.pgdump").stat().st_size
     finally:
         admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -132,7 +144,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "postgres_dump", "rows": rows + rows // 2, "database_mb": round(db_bytes / 1e6, 1),
         "dump_mb": round(size / 1e6, 1), "baseline_dump_mb": round(base_size / 1e6, 1), "baseline_s": round(base, 3),
-        "ours_s": round(ours, 3), "ratio": round(ours / base, 3), "rounds": rounds,
+        "ours_s": round(ours, 3), "ratio": round(ours / base, 3), "hash_s": round(statistics.median(hash_times), 3),
+        "rounds": rounds,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))
 
