@@ -186,6 +186,11 @@ def connect_error(pg: PgConn, e: Exception, what: str) -> Exception:
     if "authentication failed" in low or "no password supplied" in low or "password authentication" in low:
         return ConnectionConfigError(f"PostgreSQL refused the credentials of connection {pg.conn_id!r} ({pg.describe()})",
                                      detail=text, hint=f"correct the login/password of connection {pg.conn_id!r}")
+    if "does not support ssl" in low:
+        return ConnectionConfigError(
+            f"{what}: connection {pg.conn_id!r} asks for TLS (sslmode={pg.params.get('sslmode')}), which the server does "
+            f"not offer ({pg.describe()})", detail=text,
+            hint="enable ssl on the server, or set the connection's sslmode extra to what the server supports")
     if "does not exist" in low and ("database" in low or "role" in low):
         return ConnectionConfigError(f"{what}: {pg.describe()} does not exist", detail=text,
                                      hint=f"check connection {pg.conn_id!r} (login and schema/database) or create the database")
