@@ -78,7 +78,7 @@ def apply_dump(pg: PgConn, path: str | Path, *, clean: bool, keep_owners: bool =
     app = f"backup_dr {label} {uuid.uuid4().hex[:8]}"
     watch = LockWatch(pg, app, LOCK_TIMEOUT)
     with pg.tool_env() as env:
-        env["PGAPPNAME"] = app
+        env["PGAPPNAME"] = app  # replaces a connection's application_name: the watch finds the session by it
         with ToolRun(argv, env, scrub=pg.scrub, on_line=on_line) as run:
             watch.start()
             try:
