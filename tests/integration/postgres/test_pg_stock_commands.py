@@ -48,6 +48,9 @@ def test_the_readme_check_stops_at_a_corrupt_copy(shop_db, store, new_writer):
     target = unique("bdr_stock")
     env = {**os.environ, "PGHOST": HOST, "PGPORT": str(PORT), "PGUSER": USER, "TARGET_DB": target,
            "BACKUP_DIR": str(store.path(manifest.id.prefix))}
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_commands()], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode != 0 and "restored" not in out.stdout and target not in databases("bdr_stock")
+    try:
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_commands()], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode != 0 and "restored" not in out.stdout and target not in databases("bdr_stock")
+    finally:
+        drop_db(target)  # only there if the commands went on past the check
