@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the tests and the demo need, idempotently:
-#   - Debian packages (redis-server, redis-tools, git, chromium) when missing
+#   - Debian packages (redis-server, redis-tools, git, chromium, postgresql-client) when missing
 #   - .venv with the pinned set (requirements-test.txt + constraints-3.3.2-py3.11.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# pg_dump / pg_restore: the PostgreSQL engine's stock tools (Airflow's own metadata DB)
+{ command -v pg_dump && command -v pg_restore; } >/dev/null 2>&1 || need+=(postgresql-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
