@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
 import bson
+from bson import Timestamp
 from bson.int64 import Int64
 
 from backup_dr.core.errors import IntegrityError
@@ -56,6 +58,20 @@ class PreludeEntry:
     @property
     def is_oplog(self) -> bool:
         return self.db == OPLOG_DB and self.collection == OPLOG_COLLECTION
+
+
+def placeholder_oplog_entry(ts: Timestamp | None, database: str) -> bytes:
+    """The one entry of an oplog section whose window holds no write of the database.
+
+    WHY: stock ``mongorestore --oplogReplay`` fails on an oplog section with no document
+    ("error demultiplexing archive; archive io error") and then builds no secondary index.
+    Stock mongodump never writes one: its window ``[start, end]`` includes the entry at
+    ``start``. Ours is ``(start, end]`` filtered to the database, so a quiet database gets this
+    no-op (``op: "n"``, shaped like mongod's own no-ops), which mongorestore and our applier skip.
+    """
+    ts = ts or Timestamp(0, 1)  # an empty oplog (never on a replica set) has no position to name
+    return bson.encode({"op": "n", "ns": "", "o": {"msg": f"backup-dr: no write to {database} during the dump"},
+                        "ts": ts, "wall": datetime.fromtimestamp(ts.time, timezone.utc)})
 
 
 def ns_header(db: str, collection: str, *, eof: bool = False, crc: int = 0) -> bytes:
