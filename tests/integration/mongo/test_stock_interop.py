@@ -10,14 +10,77 @@ restored by the product, and the result equals the source.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import struct
 from pathlib import Path
 
 import bson
 import pytest
 
+from backup_dr.core.mongo.dump import dump_database
+from backup_dr.core.mongo.sinks import ArchiveSink
+
 from stock_tools import (DB, assert_bsondump_reads, fresh_servers, product_backup, raw_docs, source,  # noqa: F401
                          target, tools)
+
+TERMINATOR = b"\xff\xff\xff\xff"
+
+
+def namespace_bytes(plain: bytes) -> tuple[dict, list[dict], dict[str, bytes]]:
+    """Header, prelude and, per namespace, the concatenation of its blocks' raw bytes
+    (headers, documents, terminators, EOF block) of an uncompressed archive."""
+    assert plain[:4] == bytes.fromhex("6de29981")
+    pos = 4
+
+    def doc_at(p: int) -> tuple[bytes | None, int]:
+        (size,) = struct.unpack_from("<i", plain, p)
+        return (None, p + 4) if size == -1 else (plain[p:p + size], p + size)
+
+    raw, pos = doc_at(pos)
+    header, prelude = bson.decode(raw), []
+    while True:
+        raw, pos = doc_at(pos)
+        if raw is None:
+            break
+        prelude.append(bson.decode(raw))
+    blocks: dict[str, bytes] = {}
+    while pos < len(plain):
+        start = pos
+        raw, pos = doc_at(pos)
+        h = bson.decode(raw)
+        if not h["EOF"]:
+            while True:
+                doc, pos = doc_at(pos)
+                if doc is None:
+                    break
+        else:
+            assert plain[pos:pos + 4] == TERMINATOR
+            pos += 4
+        ns = f"{h['db']}.{h['collection']}"
+        blocks[ns] = blocks.get(ns, b"") + plain[start:pos]
+    return header, prelude, blocks
+
+
+def test_archive_body_is_byte_identical_to_stock_mongodump(tools, source, fresh_servers, tmp_path):
+    server = fresh_servers[0]
+    stock = tmp_path / "stock.archive"
+    res = tools.run("mongodump", f"--uri={server.uri}", f"--db={DB}", f"--archive={stock}", "--numParallelCollections=1")
+    assert res.returncode == 0, res.stderr
+    ours = io.BytesIO()
+    dump_database(source, DB, ArchiveSink(ours, "none", server_version="x", tool_version="y"), oplog=False)
+    s_header, s_prelude, s_blocks = namespace_bytes(stock.read_bytes())
+    o_header, o_prelude, o_blocks = namespace_bytes(ours.getvalue())
+    assert o_header["version"] == s_header["version"] == "0.1"
+    assert o_header["concurrent_collections"] == s_header["concurrent_collections"] == 1
+    assert sorted(p["collection"] for p in o_prelude) == sorted(p["collection"] for p in s_prelude)
+    stock_meta = {p["collection"]: p for p in s_prelude}
+    for p in o_prelude:
+        assert {k: v for k, v in p.items() if k != "metadata"} == {k: v for k, v in stock_meta[p["collection"]].items() if k != "metadata"}
+        assert_same_metadata(p["metadata"], stock_meta[p["collection"]]["metadata"], p["collection"])
+    assert set(o_blocks) == set(s_blocks) and len(s_blocks) > 10
+    for ns in s_blocks:
+        assert o_blocks[ns] == s_blocks[ns], f"{ns}: our blocks differ from mongodump's"
 
 
 def assert_same_metadata(ours: str, stock: str, what: str) -> None:

@@ -13,9 +13,10 @@ Byte layout (mongo-tools ``common/archive``: ``spec.md``, ``prelude.go``, ``mult
 The CRC is CRC-64/XZ (Go's ``crc64.ECMA``) over all document bytes of the namespace, stored as
 a signed int64. ``mongodump --oplog`` puts the oplog window under ``db: "", collection: "oplog"``
 with an empty metadata string. Stock mongodump interleaves blocks of several namespaces and
-may write a namespace header followed directly by a terminator (an empty view/collection);
-the reader accepts all of that. Our writer writes namespaces one after another (valid: the
-format allows any interleaving) and one block per namespace.
+writes a namespace header followed directly by a terminator for an empty view/collection;
+the reader accepts all of that (and an EOF block alone). Our writer writes namespaces one after
+another and one block per namespace, as ``mongodump --numParallelCollections=1`` does: for the
+same data its body is byte-identical to stock's (tests/integration/mongo/test_stock_interop.py).
 """
 
 from __future__ import annotations
@@ -125,10 +126,15 @@ class ArchiveWriter:
         self._w(data)
 
     def end(self) -> int:
-        """Close the namespace with its EOF block; returns the signed CRC written."""
+        """Close the namespace with its EOF block; returns the signed CRC written.
+
+        A namespace without documents (a view, an empty collection) still gets a header and a
+        terminator before its EOF block, byte for byte as mongodump's multiplexer writes it
+        (its last flush always goes through ``formatBody``, even when empty)."""
         db, coll = self._current
-        if self._segment_open:
-            self._w(TERMINATOR)
+        if not self._segment_open:
+            self._w(ns_header(db, coll))
+        self._w(TERMINATOR)
         crc = self._crc.signed
         self._w(ns_header(db, coll, eof=True, crc=crc))
         self._w(TERMINATOR)
