@@ -17,12 +17,17 @@ from pathlib import Path
 
 import bson
 import pytest
+from bson.son import SON
 
+from backup_dr.core.mongo.archive import ArchiveWriter, PreludeEntry
+from backup_dr.core.mongo.codecs import compressed_writer
 from backup_dr.core.mongo.dump import dump_database
+from backup_dr.core.mongo.metadata import CollectionMeta
+from backup_dr.core.mongo.restore import restore_archive
 from backup_dr.core.mongo.sinks import ArchiveSink
 
-from stock_tools import (DB, assert_bsondump_reads, fresh_servers, product_backup, raw_docs, source,  # noqa: F401
-                         target, tools)
+from stock_tools import (DB, assert_bsondump_reads, fresh_servers, index_specs, product_backup, raw_docs,  # noqa: F401
+                         source, target, tools)
 
 TERMINATOR = b"\xff\xff\xff\xff"
 
@@ -121,3 +126,40 @@ def test_directory_backup_is_laid_out_as_stock_mongodump_writes_it(tools, source
     assert (backup_dir / "oplog.bson").read_bytes()[:2] == b"\x1f\x8b"
     assert assert_bsondump_reads(tools, _plain(backup_dir / "oplog.bson")) >= 1  # never empty
     assert not any(name.endswith("공지_뷰.bson.gz") or "%EB%B7%B0.bson" in name for name in ours)  # a view: metadata only
+
+
+# A collection with a default collation, as mongod lists it: the collation in full, every index
+# with its collation (inherited ones included), an explicitly simple index WITHOUT a collation.
+KO_FULL = SON([("locale", "ko"), ("caseLevel", False), ("caseFirst", "off"), ("strength", 2), ("numericOrdering", False),
+               ("alternate", "non-ignorable"), ("maxVariable", "punct"), ("normalization", False), ("backwards", False),
+               ("version", "57.1")])
+MONGOD_COLLATED = CollectionMeta(
+    name="지역", options=SON([("collation", KO_FULL)]), uuid="0123456789abcdef0123456789abcdef",
+    indexes=[SON([("v", 2), ("key", SON([("_id", 1)])), ("name", "_id_"), ("collation", KO_FULL)]),
+             SON([("v", 2), ("key", SON([("이름", 1)])), ("name", "이름_1"), ("collation", KO_FULL)]),
+             SON([("v", 2), ("key", SON([("코드", 1)])), ("name", "코드_1"), ("unique", True)])])  # simple
+
+
+def mongod_style_archive(path: Path) -> None:
+    docs = b"".join(bson.encode({"_id": i, "이름": n, "코드": f"C{i}"}) for i, n in enumerate(["서울", "부산", "대구"]))
+    with open(path, "wb") as f, compressed_writer(f, "gzip") as out:
+        w = ArchiveWriter(out, server_version="7.0.12", tool_version="100.8.0")
+        w.write_prelude([PreludeEntry("geo", MONGOD_COLLATED.name, MONGOD_COLLATED.to_json(), 0, "collection")])
+        w.begin("geo", MONGOD_COLLATED.name)
+        w.write_docs(docs)
+        w.end()
+
+
+def test_index_collation_rule_is_stock_mongorestores(tools, target, tmp_path):
+    """An index without a collation on a collated collection is restored as simple, as stock does."""
+    tgt, dst = target
+    path = tmp_path / "geo.archive.gz"
+    mongod_style_archive(path)
+    res = tools.run("mongorestore", f"--uri={tgt.uri}", f"--archive={path}", "--gzip", "--nsFrom=geo.*", "--nsTo=by_stock.*")
+    assert res.returncode == 0, res.stderr
+    restore_archive(dst, path, target_db="by_product", progress_every=3600)
+    by_stock, by_product = index_specs(dst.by_stock["지역"]), index_specs(dst.by_product["지역"])
+    assert by_product == by_stock
+    simple = {ix["name"]: ix.get("collation") for ix in dst.by_product["지역"].list_indexes()}
+    assert simple["코드_1"] == {"locale": "simple"}, "the simple index would inherit the collection's ko collation"
+    assert simple["이름_1"]["locale"] == "ko"
