@@ -17,6 +17,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -167,28 +168,32 @@ class SlowedSink:
 
 
 class LiveWrites(threading.Thread):
-    """Inserts, updates (several shapes), deletes and a transaction per round while the dump runs."""
+    """Inserts, updates (several shapes, on seeded and on new documents), deletes and a
+    transaction every few rounds, until stopped. New ``_id``s are unique per instance, so
+    several runs can write to the same collections."""
 
     def __init__(self, db, collections: list[str]):
         super().__init__(daemon=True)
         self.db, self.collections = db, collections
+        self.tag = uuid.uuid4().hex[:6]
         self.stop_event = threading.Event()
         self.ops = 0
         self.error: BaseException | None = None
 
     def run(self):
-        i = 0
+        i, tag = 0, self.tag
         try:
             while not self.stop_event.is_set():
                 coll = self.db[self.collections[i % len(self.collections)]]
-                coll.insert_one({"_id": f"live-{i}", "n": i, "tags": ["새", "글"]})
-                coll.update_one({"_id": f"live-{i // 2}"}, {"$inc": {"n": 1}, "$push": {"tags": "수정"}})
-                coll.update_one({"_id": f"live-{i // 3}"}, {"$unset": {"tags": ""}, "$set": {"moved": True}})
-                coll.delete_one({"_id": f"live-{i // 5}"})
+                coll.insert_one({"_id": f"{tag}-{i}", "n": i, "tags": ["새", "글"]})
+                coll.update_one({"_id": f"live-{i % 200}"}, {"$inc": {"n": 1}, "$push": {"tags": f"수정{i}"}})
+                coll.update_one({"_id": f"{tag}-{i // 3}"}, {"$unset": {"tags": ""}, "$set": {"moved": True}})
+                coll.replace_one({"_id": f"live-{(i * 7) % 200}"}, {"n": -i, "replaced": True})
+                coll.delete_one({"_id": f"{tag}-{i // 5}"})
                 if i % 7 == 0:
                     with self.db.client.start_session() as s, s.start_transaction():
-                        coll.insert_one({"_id": f"txn-{i}", "n": i}, session=s)
-                        coll.update_one({"_id": f"live-{i}"}, {"$set": {"txn": True}}, session=s)
+                        coll.insert_one({"_id": f"{tag}-txn-{i}", "n": i}, session=s)
+                        coll.update_one({"_id": f"{tag}-{i}"}, {"$set": {"txn": True}}, session=s)
                 self.ops += 1
                 i += 1
         except BaseException as e:  # noqa: BLE001 - surfaced by the test

@@ -55,7 +55,6 @@ def test_codecs_and_formats(mongo_client, seeded_mongo, make_writer, local_store
         assert names == ["korea_public_data/contents.bson.gz", "korea_public_data/contents.metadata.json.gz",
                          "korea_public_data/statistics.bson.gz", "korea_public_data/statistics.metadata.json.gz",
                          "oplog.bson"]  # mongodump's name, gzipped or not
-        return
     target = uniq("codec")
     drop_after.append(target)
     restore_mongodb(mongo_client, local_store, manifest, workdir=tmp_path / "w", safety_dir=tmp_path / "s", target_db=target)

@@ -337,14 +337,19 @@ class ArchiveReader:
 
     def summarize(self) -> ArchiveSummary:
         """Read the whole body, checking structure and every CRC; nothing is kept in memory."""
-        summary = ArchiveSummary(self.header, self.prelude)
-        for db, coll, doc in self.documents():
-            st = summary.namespaces.setdefault(f"{db}.{coll}", NamespaceStats())
-            if doc is None:
-                st.crc = 0
-            else:
-                st.docs += 1
-                st.bytes += len(doc)
-        for e in self.prelude:
-            summary.namespaces.setdefault(e.ns, NamespaceStats())
-        return summary
+        return summarize(self)
+
+
+def summarize(reader) -> ArchiveSummary:
+    """Counts per namespace from a full read of ``reader`` (an archive's or a dump directory's)."""
+    summary = ArchiveSummary(reader.header, reader.prelude)
+    for db, coll, doc in reader.documents():
+        st = summary.namespaces.setdefault(f"{db}.{coll}", NamespaceStats())
+        if doc is None:
+            st.crc = 0
+        else:
+            st.docs += 1
+            st.bytes += len(doc)
+    for e in reader.prelude:
+        summary.namespaces.setdefault(e.ns, NamespaceStats())
+    return summary

@@ -120,16 +120,20 @@ class _TranslatingReader(io.RawIOBase):
 
 
 @contextmanager
-def decompressed_reader(raw: BinaryIO, *, expect: str | None = None, where: str = "archive") -> Iterator[BinaryIO]:
+def decompressed_reader(raw: BinaryIO, *, expect: str | None = None, where: str = "archive",
+                        allow_plain: bool = False) -> Iterator[BinaryIO]:
     """A readable stream of the decompressed bytes; the codec is taken from the magic bytes.
 
-    ``expect`` (from a manifest) must agree with what the bytes say.
+    ``expect`` (from a manifest) must agree with what the bytes say. ``allow_plain``: bytes
+    that are neither gzip nor zstd are read as they are (the files of a dump directory:
+    plain BSON or JSON), instead of being refused as "not an archive".
     """
     if expect is not None:
         check_codec(expect)
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
     head = buffered.peek(4)[:4]
-    codec = sniff_codec(head)
+    plain = allow_plain and not head.startswith((GZIP_MAGIC, ZSTD_MAGIC))
+    codec = "none" if plain else sniff_codec(head)
     if expect is not None and expect != codec:
         raise IntegrityError(
             f"{where}: the manifest says compression {expect!r} but the bytes are {codec!r}",
