@@ -214,6 +214,7 @@ def stock_dump_with_oplog_during_writes(tools, server, client, out: Path, attemp
     pytest.fail(f"mongodump read its end position before the writes could be stopped, {attempts} times")
 
 
+@pytest.mark.slow
 def test_stock_mongodump_oplog_of_a_live_database_is_restored_by_the_product_exactly(tools, source, fresh_servers,
                                                                                      target, tmp_path):
     """Stock's window [start, end] replayed by the product's applier: the target equals the source
