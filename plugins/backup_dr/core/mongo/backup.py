@@ -136,7 +136,8 @@ def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | 
     return safe_restore(client, path, codec=codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
-                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup)
+                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup,
+                        bytes_verified=True)
 
 
 @dataclass

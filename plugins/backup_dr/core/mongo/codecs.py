@@ -55,8 +55,9 @@ class _NoClose(io.RawIOBase):
 
 
 @contextmanager
-def compressed_writer(raw: BinaryIO, codec: str) -> Iterator[BinaryIO]:
-    """A writable stream that compresses into ``raw``; the trailer is written on clean exit."""
+def compressed_writer(raw: BinaryIO, codec: str, *, level: int | None = None) -> Iterator[BinaryIO]:
+    """A writable stream that compresses into ``raw``; the trailer is written on clean exit.
+    ``level``: the codec's level (default: the measured choice above; benchmarks sweep it)."""
     check_codec(codec)
     if codec == "none":
         yield raw
@@ -64,11 +65,11 @@ def compressed_writer(raw: BinaryIO, codec: str) -> Iterator[BinaryIO]:
     if codec == "gzip":
         from isal import igzip
 
-        out = igzip.IGzipFile(fileobj=_NoClose(raw), mode="wb", compresslevel=_GZIP_LEVEL)
+        out = igzip.IGzipFile(fileobj=_NoClose(raw), mode="wb", compresslevel=_GZIP_LEVEL if level is None else level)
     else:
         import zstandard
 
-        out = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(_NoClose(raw), closefd=False)
+        out = zstandard.ZstdCompressor(level=_ZSTD_LEVEL if level is None else level).stream_writer(_NoClose(raw), closefd=False)
     try:
         yield out
     except BaseException:

@@ -50,6 +50,12 @@ def open_archive(path: str | Path, *, codec: str | None = None) -> Iterator[Arch
         yield ArchiveReader(stream, where=str(path))
 
 
+def read_prelude(path: str | Path, *, codec: str | None = None) -> list[PreludeEntry]:
+    """The archive's (or dump directory's) list of namespaces with their metadata, without reading the body."""
+    with open_archive(path, codec=codec) as reader:
+        return list(reader.prelude)
+
+
 def verify_archive(path: str | Path, *, codec: str | None = None) -> ArchiveSummary:
     """Read the whole archive (or dump directory), checking its structure and every CRC, without
     touching any server."""
