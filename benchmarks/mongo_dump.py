@@ -25,6 +25,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -126,6 +127,12 @@ def codec_sweep(raw_archive: Path, sweep: dict[str, tuple[int, ...]]) -> list[di
             seconds = time.perf_counter() - t
             rows.append({"codec": codec, "level": level, "mb": round(len(out.getvalue()) / 1e6, 2),
                          "seconds": round(seconds, 3), "mb_per_s": round(len(data) / 1e6 / seconds, 1)})
+    # reference, not a product codec: zlib at stock mongodump's gzip level (Go's compress/gzip default, 6)
+    t = time.perf_counter()
+    size = len(gzip.compress(data, compresslevel=6))
+    seconds = time.perf_counter() - t
+    rows.append({"codec": "zlib (stock's level)", "level": 6, "mb": round(size / 1e6, 2), "seconds": round(seconds, 3),
+                 "mb_per_s": round(len(data) / 1e6 / seconds, 1)})
     return rows
 
 
@@ -186,7 +193,7 @@ def main() -> None:
               f"({ours['bytes'] / 1e6:.1f} MB)  stock mongodump --oplog --gzip "
               + (f"{stock['seconds']:.2f}s ({stock['bytes'] / 1e6:.1f} MB)  ratio_vs_stock {ratio_vs_stock}" if stock else "n/a"))
         for row in sweep:
-            print(f"  {row['codec']:4} level {row['level']}: {row['mb']:7.2f} MB  {row['mb_per_s']:7.1f} MB/s"
+            print(f"  {row['codec']:20} level {row['level']}: {row['mb']:7.2f} MB  {row['mb_per_s']:7.1f} MB/s"
                   + (f"  size vs stock gzip {row['size_vs_stock_gzip']}" if stock else ""))
         print(f"  rss {rss_small:.0f} MB at {small} docs -> {zstd['max_rss_mb']:.0f} MB at {docs}")
         print(json.dumps({
