@@ -16,6 +16,7 @@ with the product's applier and building the indexes (what mongorestore 100.8 doe
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ from backup_dr.core.mongo.sinks import ArchiveSink
 from backup_dr.core.pitr.slices import copy_entries, iter_slice
 
 from mongo_support import snapshot
-from stock_tools import (DB, LIVE, LiveWrites, assert_equal_databases, assert_stock_replay_needs_apply_ops,  # noqa: F401
+from stock_tools import (DB, LIVE, LiveWrites, assert_bsondump_reads, assert_equal_databases,  # noqa: F401
+                         assert_stock_replay_needs_apply_ops,
                          fresh_servers, index_specs, live_dump, product_backup, readme_command, readme_commands,
                          run_shell, source, target, tools, write_restore_config)
 
@@ -116,6 +118,9 @@ def test_readme_command_on_a_backup_written_during_the_dump(tools, source, targe
     result = run_shell(readme_command(row), cwd=backup_dir, tools=tools)
     assert_stock_replay_needs_apply_ops(result)
     oplog, docs, metas = dump_contents(backup_dir / archive_name(DB, codec) if fmt == "archive" else backup_dir)
+    if fmt == "directory":  # bsondump reads every .bson of a live dump too (the oplog.bson among them)
+        for path in sorted(p for p in backup_dir.rglob("*") if ".bson" in p.name and ".metadata" not in p.name):
+            assert_bsondump_reads(tools, gzip.decompress(path.read_bytes()))
     for coll, dumped in docs.items():
         loaded = {doc_key(d.raw): d.raw for d in dst[DB][coll].with_options(codec_options=RAW).find()}
         assert loaded == dumped, f"{coll}: stock mongorestore did not load exactly the dumped documents"
