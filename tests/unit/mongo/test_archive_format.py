@@ -112,7 +112,7 @@ def test_our_writer_parses_with_a_hand_parser(codec):
     plain = {"gzip": lambda b: gzip.decompress(b), "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b),
              "none": lambda b: b}[codec](raw)
     assert crc == signed(reference_crc64_xz(b"".join(a)))
-    # hand parse: magic, header, 2 prelude docs, terminator, header+docs+term, EOF+term, EOF+term
+    # hand parse: magic, header, 2 prelude docs, terminator, header+docs+term, EOF+term, header+term, EOF+term
     assert plain[:4] == bytes.fromhex("6de29981")
     pos = 4
     seq = []
@@ -132,8 +132,10 @@ def test_our_writer_parses_with_a_hand_parser(codec):
     assert isinstance(seq[4]["CRC"], Int64)  # int64 even when 0, as Go writes it
     assert seq[5:9] == [bson.decode(d) for d in a] and seq[9] == "T"
     assert seq[10] == {"db": "shop", "collection": "orders", "EOF": True, "CRC": crc} and seq[11] == "T"
-    assert seq[12] == {"db": "", "collection": "oplog", "EOF": True, "CRC": 0} and seq[13] == "T"
-    assert len(seq) == 14
+    # an empty namespace: header + terminator, then its EOF block, exactly as mongodump writes it
+    assert seq[12] == {"db": "", "collection": "oplog", "EOF": False, "CRC": 0} and seq[13] == "T"
+    assert seq[14] == {"db": "", "collection": "oplog", "EOF": True, "CRC": 0} and seq[15] == "T"
+    assert len(seq) == 16
 
 
 def test_wrong_magic_is_refused():

@@ -13,18 +13,21 @@ Byte layout (mongo-tools ``common/archive``: ``spec.md``, ``prelude.go``, ``mult
 The CRC is CRC-64/XZ (Go's ``crc64.ECMA``) over all document bytes of the namespace, stored as
 a signed int64. ``mongodump --oplog`` puts the oplog window under ``db: "", collection: "oplog"``
 with an empty metadata string. Stock mongodump interleaves blocks of several namespaces and
-may write a namespace header followed directly by a terminator (an empty view/collection);
-the reader accepts all of that. Our writer writes namespaces one after another (valid: the
-format allows any interleaving) and one block per namespace.
+writes a namespace header followed directly by a terminator for an empty view/collection;
+the reader accepts all of that (and an EOF block alone). Our writer writes namespaces one after
+another and one block per namespace, as ``mongodump --numParallelCollections=1`` does: for the
+same data its body is byte-identical to stock's (tests/integration/mongo/test_stock_interop.py).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
 
 import bson
+from bson import Timestamp
 from bson.int64 import Int64
 
 from backup_dr.core.errors import IntegrityError
@@ -56,6 +59,20 @@ class PreludeEntry:
     @property
     def is_oplog(self) -> bool:
         return self.db == OPLOG_DB and self.collection == OPLOG_COLLECTION
+
+
+def placeholder_oplog_entry(ts: Timestamp | None, database: str) -> bytes:
+    """The one entry of an oplog section whose window holds no write of the database.
+
+    WHY: stock ``mongorestore --oplogReplay`` fails on an oplog section with no document
+    ("error demultiplexing archive; archive io error") and then builds no secondary index.
+    Stock mongodump never writes one: its window ``[start, end]`` includes the entry at
+    ``start``. Ours is ``(start, end]`` filtered to the database, so a quiet database gets this
+    no-op (``op: "n"``, shaped like mongod's own no-ops), which mongorestore and our applier skip.
+    """
+    ts = ts or Timestamp(0, 1)  # an empty oplog (never on a replica set) has no position to name
+    return bson.encode({"op": "n", "ns": "", "o": {"msg": f"backup-dr: no write to {database} during the dump"},
+                        "ts": ts, "wall": datetime.fromtimestamp(ts.time, timezone.utc)})
 
 
 def ns_header(db: str, collection: str, *, eof: bool = False, crc: int = 0) -> bytes:
@@ -109,10 +126,15 @@ class ArchiveWriter:
         self._w(data)
 
     def end(self) -> int:
-        """Close the namespace with its EOF block; returns the signed CRC written."""
+        """Close the namespace with its EOF block; returns the signed CRC written.
+
+        A namespace without documents (a view, an empty collection) still gets a header and a
+        terminator before its EOF block, byte for byte as mongodump's multiplexer writes it
+        (its last flush always goes through ``formatBody``, even when empty)."""
         db, coll = self._current
-        if self._segment_open:
-            self._w(TERMINATOR)
+        if not self._segment_open:
+            self._w(ns_header(db, coll))
+        self._w(TERMINATOR)
         crc = self._crc.signed
         self._w(ns_header(db, coll, eof=True, crc=crc))
         self._w(TERMINATOR)
@@ -315,14 +337,19 @@ class ArchiveReader:
 
     def summarize(self) -> ArchiveSummary:
         """Read the whole body, checking structure and every CRC; nothing is kept in memory."""
-        summary = ArchiveSummary(self.header, self.prelude)
-        for db, coll, doc in self.documents():
-            st = summary.namespaces.setdefault(f"{db}.{coll}", NamespaceStats())
-            if doc is None:
-                st.crc = 0
-            else:
-                st.docs += 1
-                st.bytes += len(doc)
-        for e in self.prelude:
-            summary.namespaces.setdefault(e.ns, NamespaceStats())
-        return summary
+        return summarize(self)
+
+
+def summarize(reader) -> ArchiveSummary:
+    """Counts per namespace from a full read of ``reader`` (an archive's or a dump directory's)."""
+    summary = ArchiveSummary(reader.header, reader.prelude)
+    for db, coll, doc in reader.documents():
+        st = summary.namespaces.setdefault(f"{db}.{coll}", NamespaceStats())
+        if doc is None:
+            st.crc = 0
+        else:
+            st.docs += 1
+            st.bytes += len(doc)
+    for e in reader.prelude:
+        summary.namespaces.setdefault(e.ns, NamespaceStats())
+    return summary

@@ -42,6 +42,7 @@ from backup_dr.core.stores.local import LocalStore
 log = logging.getLogger(__name__)
 
 ARCHIVE_FORMAT = "mongodump-archive"
+DIRECTORY_FORMAT = "mongodump-directory"
 
 
 def archive_name(database: str, codec: str) -> str:
@@ -62,7 +63,7 @@ def backup_mongodb(client, source: MongoSource, job: Job, writer: ArtifactWriter
     writer.begin()
     try:
         if source.format == "directory":
-            sink = DirectorySink(lambda name: writer.open_file(name, codec=codec, format="mongodump-directory"), codec)
+            sink = DirectorySink(lambda name: writer.open_file(name, codec=codec, format=DIRECTORY_FORMAT), codec)
             result = dump_database(client, source.database, sink, collections=collections, read_pref=source.read_preference,
                                    metadata_only=job.metadata_only, secrets=secrets, progress_every=progress_every)
         else:
@@ -103,15 +104,26 @@ def backup_details(result: DumpResult, codec: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def _archive_entry(manifest: Manifest):
-    for f in manifest.files:
-        if f.format == ARCHIVE_FORMAT:
-            return f
-    raise IntegrityError(
-        f"backup {manifest.backup_id} has no mongodump archive file",
-        detail=f"files: {', '.join(f.name for f in manifest.files)}",
-        hint="directory-format backups restore with the stock mongorestore --dir (or re-run the backup in archive format)",
-    )
+def fetch_dump(store: Store, manifest: Manifest, workdir: str | Path) -> tuple[Path, str | None]:
+    """The backup's dump, every byte checked against the manifest: the archive file and its
+    codec, or for a directory-format backup the dump directory (codec None: read per file)."""
+    archive = [f for f in manifest.files if f.format == ARCHIVE_FORMAT]
+    if archive:
+        return fetch_verified(store, manifest, archive[0].name, workdir), archive[0].codec
+    files = [f for f in manifest.files if f.format == DIRECTORY_FORMAT]
+    if not files:
+        raise IntegrityError(
+            f"backup {manifest.backup_id} has no mongodump archive or directory files",
+            detail=f"files: {', '.join(f.name for f in manifest.files)}",
+            hint="this is not a MongoDB dump; check the backup id",
+        )
+    roots = set()
+    for f in files:
+        path = fetch_verified(store, manifest, f.name, Path(workdir) / "dump")
+        roots.add(path.parents[len(Path(f.name).parts) - 1])
+    if len(roots) != 1:  # pragma: no cover - a store returns every file under one backup prefix
+        raise IntegrityError(f"backup {manifest.backup_id}: its files were fetched to different places: {sorted(map(str, roots))}")
+    return roots.pop(), None
 
 
 def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | Path, safety_dir: str | Path,
@@ -120,12 +132,12 @@ def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | 
                     use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
     """Restore a backup safely; the bytes are verified against the manifest before anything else.
     ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step)."""
-    entry = _archive_entry(manifest)
-    path = fetch_verified(store, manifest, entry.name, workdir)
-    return safe_restore(client, path, codec=entry.codec, source_db=manifest.details.get("database"), target_db=target_db,
+    path, codec = fetch_dump(store, manifest, workdir)
+    return safe_restore(client, path, codec=codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
-                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup)
+                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup,
+                        bytes_verified=True)
 
 
 @dataclass
@@ -153,8 +165,7 @@ def verify_restore(scratch_client, store: Store, manifest: Manifest, *, workdir:
     the safe restore (validate command, counts, indexes). Raises VerificationError on a
     mismatch; the scratch database is dropped unless ``keep``.
     """
-    entry = _archive_entry(manifest)
-    path = fetch_verified(store, manifest, entry.name, workdir)
+    path, codec = fetch_dump(store, manifest, workdir)
     scratch_db = scratch_db or f"verify_{uuid.uuid4().hex[:10]}"
     started = time.monotonic()
     problems: list[str] = []
@@ -167,10 +178,10 @@ def verify_restore(scratch_client, store: Store, manifest: Manifest, *, workdir:
             want = manifest.counts.get(name)
             if want is not None and want != n:
                 problems.append(f"{name}: restored {n} documents from the archive, manifest says {want}")
-        sampled_box[0] = _check_sample(scratch_client[scratch_db], path, entry.codec, source_db, sample, problems)
+        sampled_box[0] = _check_sample(scratch_client[scratch_db], path, codec, source_db, sample, problems)
 
     try:
-        result = restore_archive(scratch_client, path, codec=entry.codec, source_db=source_db, target_db=scratch_db,
+        result = restore_archive(scratch_client, path, codec=codec, source_db=source_db, target_db=scratch_db,
                                  drop=True, on_loaded=check_loaded)
         sampled = sampled_box[0]
         try:

@@ -1,9 +1,10 @@
 """Whole-stream compression of archives: gzip (python-isal, standard gzip output), zstd, none.
 
 gzip is the emergency-compatible choice: the stock ``mongorestore --archive --gzip`` reads it.
-isal's ``igzip`` is several times faster than zlib at the same ratio class and writes an
-ordinary RFC 1952 stream. zstd (single-threaded, level 3) is smaller and faster still but
-needs our reader (or ``zstd -d | mongorestore --archive``).
+isal's ``igzip`` level 1 writes an ordinary RFC 1952 stream 8-20x faster than zlib at stock
+mongodump's level 6, for an archive ~1.4x the size of stock's (measured side by side in
+``benchmarks/mongo_dump.py``; the README says why that is the default). zstd (single-threaded,
+level 3) is smaller at a similar speed but needs our reader (or ``zstd -dc | mongorestore --archive``).
 
 Readers detect the codec from the first bytes, so a file whose manifest says one thing and
 whose bytes say another is caught, and an unknown format is refused with a clear message.
@@ -24,7 +25,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"
 
-_GZIP_LEVEL = 1  # isal levels 0-3; 1 is mongodump-like ratio at several hundred MB/s
+_GZIP_LEVEL = 1  # isal levels 0-3: 3 saves ~1% at less than half the speed of 1
 _ZSTD_LEVEL = 3
 
 
@@ -55,8 +56,9 @@ class _NoClose(io.RawIOBase):
 
 
 @contextmanager
-def compressed_writer(raw: BinaryIO, codec: str) -> Iterator[BinaryIO]:
-    """A writable stream that compresses into ``raw``; the trailer is written on clean exit."""
+def compressed_writer(raw: BinaryIO, codec: str, *, level: int | None = None) -> Iterator[BinaryIO]:
+    """A writable stream that compresses into ``raw``; the trailer is written on clean exit.
+    ``level``: the codec's level (default: the measured choice above; benchmarks sweep it)."""
     check_codec(codec)
     if codec == "none":
         yield raw
@@ -64,11 +66,11 @@ def compressed_writer(raw: BinaryIO, codec: str) -> Iterator[BinaryIO]:
     if codec == "gzip":
         from isal import igzip
 
-        out = igzip.IGzipFile(fileobj=_NoClose(raw), mode="wb", compresslevel=_GZIP_LEVEL)
+        out = igzip.IGzipFile(fileobj=_NoClose(raw), mode="wb", compresslevel=_GZIP_LEVEL if level is None else level)
     else:
         import zstandard
 
-        out = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(_NoClose(raw), closefd=False)
+        out = zstandard.ZstdCompressor(level=_ZSTD_LEVEL if level is None else level).stream_writer(_NoClose(raw), closefd=False)
     try:
         yield out
     except BaseException:
@@ -120,16 +122,20 @@ class _TranslatingReader(io.RawIOBase):
 
 
 @contextmanager
-def decompressed_reader(raw: BinaryIO, *, expect: str | None = None, where: str = "archive") -> Iterator[BinaryIO]:
+def decompressed_reader(raw: BinaryIO, *, expect: str | None = None, where: str = "archive",
+                        allow_plain: bool = False) -> Iterator[BinaryIO]:
     """A readable stream of the decompressed bytes; the codec is taken from the magic bytes.
 
-    ``expect`` (from a manifest) must agree with what the bytes say.
+    ``expect`` (from a manifest) must agree with what the bytes say. ``allow_plain``: bytes
+    that are neither gzip nor zstd are read as they are (the files of a dump directory:
+    plain BSON or JSON), instead of being refused as "not an archive".
     """
     if expect is not None:
         check_codec(expect)
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
     head = buffered.peek(4)[:4]
-    codec = sniff_codec(head)
+    plain = allow_plain and not head.startswith((GZIP_MAGIC, ZSTD_MAGIC))
+    codec = "none" if plain else sniff_codec(head)
     if expect is not None and expect != codec:
         raise IntegrityError(
             f"{where}: the manifest says compression {expect!r} but the bytes are {codec!r}",

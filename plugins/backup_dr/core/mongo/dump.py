@@ -26,7 +26,7 @@ from pymongo import read_preferences
 
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.mongo import oplog as oplog_mod
-from backup_dr.core.mongo.archive import OPLOG_COLLECTION, OPLOG_DB, PreludeEntry
+from backup_dr.core.mongo.archive import OPLOG_COLLECTION, OPLOG_DB, PreludeEntry, placeholder_oplog_entry
 from backup_dr.core.mongo.metadata import CollectionMeta, read_collections
 from backup_dr.core.mongo.mongo_errors import translate
 from backup_dr.core.mongo.sinks import count_docs
@@ -257,5 +257,7 @@ def _dump_oplog(client, database: str, result: DumpResult, writer: _WriterThread
             chunk, size = [], 0
     if chunk:
         writer.put(b"".join(chunk))
+    if n == 0:  # never an empty oplog section (stock mongorestore --oplogReplay fails on one)
+        writer.put(placeholder_oplog_entry(result.end, database))
     writer.call(lambda: writer.sink.end())
     return n

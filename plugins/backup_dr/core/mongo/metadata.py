@@ -91,13 +91,29 @@ class CollectionMeta:
                 cmd[k] = v
         return cmd
 
+    @property
+    def has_simple_collation(self) -> bool:
+        """No default collation, or ``locale: "simple"`` (mongo-tools ``Intent.HasSimpleCollation``)."""
+        collation = self.options.get("collation")
+        return not isinstance(collation, dict) or collation.get("locale") == "simple"
+
     def index_specs(self) -> list[SON]:
-        """createIndexes specs, without the _id index (create makes it) and server-internal fields."""
+        """createIndexes specs, without the _id index (create makes it) and server-internal fields.
+
+        On a collection with a default collation, an index listed WITHOUT a collation is a
+        simple-collation index: mongod lists every other index with its collation, inherited
+        ones included. Created without one it would inherit the collection's (e.g. ``ko``) and
+        be a different index, so it gets ``{locale: "simple"}`` explicitly, exactly as stock
+        mongorestore does (mongo-tools ``common/idx/index_catalog.go`` ``GetIndexes``)."""
+        simple = self.has_simple_collation
         out = []
         for ix in self.indexes:
             if ix.get("name") == "_id_":
                 continue
-            out.append(SON((k, v) for k, v in ix.items() if k not in INDEX_INTERNAL_FIELDS))
+            spec = SON((k, v) for k, v in ix.items() if k not in INDEX_INTERNAL_FIELDS)
+            if not simple and "collation" not in spec:
+                spec["collation"] = SON([("locale", "simple")])
+            out.append(spec)
         return out
 
 

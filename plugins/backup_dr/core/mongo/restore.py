@@ -28,6 +28,7 @@ from backup_dr.core.errors import NotFoundError, RestoreError, RestoreRefused, T
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.archive import ArchiveReader, ArchiveSummary, PreludeEntry
 from backup_dr.core.mongo.codecs import decompressed_reader
+from backup_dr.core.mongo.dumpdir import DumpDirectoryReader, is_dump_directory
 from backup_dr.core.mongo.metadata import CollectionMeta
 from backup_dr.core.progress import Progress
 
@@ -39,13 +40,25 @@ _SPOOL_MEMORY = 32 * 1024 * 1024
 
 
 @contextmanager
-def open_archive(path: str | Path, *, codec: str | None = None) -> Iterator[ArchiveReader]:
+def open_archive(path: str | Path, *, codec: str | None = None) -> Iterator[ArchiveReader | DumpDirectoryReader]:
+    """A reader of a mongodump archive file, or of a mongodump directory (``--out``) when
+    ``path`` is a directory (each file's codec is then read from its bytes)."""
+    if is_dump_directory(path):
+        yield DumpDirectoryReader(path)
+        return
     with open(path, "rb") as raw, decompressed_reader(raw, expect=codec, where=str(path)) as stream:
         yield ArchiveReader(stream, where=str(path))
 
 
+def read_prelude(path: str | Path, *, codec: str | None = None) -> list[PreludeEntry]:
+    """The archive's (or dump directory's) list of namespaces with their metadata, without reading the body."""
+    with open_archive(path, codec=codec) as reader:
+        return list(reader.prelude)
+
+
 def verify_archive(path: str | Path, *, codec: str | None = None) -> ArchiveSummary:
-    """Read the whole archive, checking its structure and every CRC, without touching any server."""
+    """Read the whole archive (or dump directory), checking its structure and every CRC, without
+    touching any server."""
     with open_archive(path, codec=codec) as reader:
         return reader.summarize()
 

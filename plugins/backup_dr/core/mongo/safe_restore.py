@@ -27,7 +27,7 @@ from backup_dr.core.mongo.codecs import SUFFIX
 from backup_dr.core.mongo.dump import dump_database
 from backup_dr.core.mongo.mongo_errors import convert, describe, translate
 from backup_dr.core.mongo.restore import (RestoreResult, RestoreState, check_target, open_archive, plan_restore,
-                                          restore_archive, verify_archive)
+                                          read_prelude, restore_archive, verify_archive)
 from backup_dr.core.mongo.sinks import ArchiveSink, server_version, tool_version
 from backup_dr.core.stores.local import LocalStore
 
@@ -52,8 +52,7 @@ def validate_restore(client, result: RestoreResult) -> dict[str, Any]:
             problems.append(f"collection {name} is missing")
             continue
         v = db.command("validate", name)
-        count = db[name].count_documents({})
-        have = {ix["name"] for ix in db[name].list_indexes()}
+        count, have = validated_count_and_indexes(db, name, v)
         missing = sorted(set(result.expected_indexes.get(name, [])) - have)
         report["collections"][name] = {"valid": bool(v.get("valid")), "count": count, "expected": expected,
                                        "indexes": sorted(have)}
@@ -68,6 +67,21 @@ def validate_restore(client, result: RestoreResult) -> dict[str, Any]:
                                 hint="the restore is rolled back; check the backup with verify before retrying")
     report["ok"] = True
     return report
+
+
+def validated_count_and_indexes(db, name: str, validation: dict[str, Any]) -> tuple[int, set[str]]:
+    """The document count and index names the ``validate`` command itself reports.
+
+    WHY: ``validate`` already walks every record and every index (``nrecords``,
+    ``keysPerIndex``); a separate ``count_documents`` is a second full scan that proves nothing
+    more. Servers whose reply lacks them are asked directly."""
+    count = validation.get("nrecords")
+    if not isinstance(count, int):
+        count = db[name].count_documents({})
+    per_index = validation.get("keysPerIndex")
+    if isinstance(per_index, dict) and per_index:  # 3.x named them "<db>.<coll>.$<index>"
+        return count, {k.split(".$", 1)[1] if ".$" in k else k for k in per_index}
+    return count, {ix["name"] for ix in db[name].list_indexes()}
 
 
 def take_safety_backup(client, target_db: str, safety_store: LocalStore, *, backup_class: str, source: str,
@@ -119,15 +133,22 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
                  target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                  safety_store: LocalStore, backup_class: str = "adhoc", source: str = "mongodb",
                  replay_oplog: bool = True, validate: bool = True, secrets: list[str] | None = None,
-                 use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
+                 use_server_apply_ops: bool | None = False, safety_backup=None,
+                 bytes_verified: bool = False) -> RestoreResult:
     """Restore with safety backup, validation and rollback. See the module doc.
 
     ``safety_backup``: a safety backup Manifest taken just before by a separate step (the DR
     runbook's "safety backup" task), used instead of taking a second one. It must live in
     ``safety_store`` and be of the target database.
+
+    ``bytes_verified``: the caller has just checked the file's sha256 against its manifest
+    (:func:`.backup.restore_mongodb`), so step 1 reads only the prelude instead of the whole
+    archive a second time; every CRC is still checked, while loading.
     """
-    summary = verify_archive(archive_path, codec=codec)  # IntegrityError here: nothing touched
-    plan = plan_restore(summary.prelude, source_db=source_db, target_db=target_db, collections=collections,
+    # IntegrityError here: nothing touched. With ``bytes_verified`` the sha256 already proved every byte
+    # is the one the backup wrote; the CRCs are then checked while loading (a mismatch rolls back).
+    prelude = read_prelude(archive_path, codec=codec) if bytes_verified else verify_archive(archive_path, codec=codec).prelude
+    plan = plan_restore(prelude, source_db=source_db, target_db=target_db, collections=collections,
                         where=str(archive_path))
     with translate(f"preparing the restore into {plan.target_db!r}", secrets=secrets, cls=RestoreError):
         check_target(client, plan, drop=drop)  # RestoreRefused here: nothing touched
