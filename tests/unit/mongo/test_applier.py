@@ -102,7 +102,7 @@ def test_mongod_v2_diff_all_sections(start):
         ("d", {"gone": False}),
         ("u", {"a": 10}),
         ("i", SON([("new", "n"), ("n2", Int64(2))])),
-        ("sb", SON([("u", {"c": 5}), ("d", {"d": False})])),
+        ("sb", SON([("d", {"d": False}), ("u", {"c": 5})])),
         ("sarr", SON([("a", True), ("u1", 20), ("s3", {"u": {"x": 2}, "i": {"y": 3}})])),
     ])
     apply(start, u(start, {"$v": 2, "diff": diff}))

@@ -90,6 +90,15 @@ class ApplyStats:
                 "open_transactions": self.open_transactions}
 
 
+def replace_request(where, doc, *, upsert: bool):
+    """Replace one document by ``doc`` (raw). A document with a top-level ``$``-prefixed field
+    (legal since MongoDB 5.0, e.g. set by ``$setField``) cannot be a replacement document, so it
+    goes in as ``$replaceWith: {$literal: doc}``, which keeps its bytes and field order."""
+    if any(name.startswith("$") for name, _t, _v in bsonraw.elements(doc)):
+        return UpdateOne(where, [{"$replaceWith": {"$literal": doc}}], upsert=upsert)
+    return ReplaceOne(where, doc, upsert=upsert)
+
+
 def _id_key(doc) -> bytes:
     el = bsonraw.get(doc, "_id")
     if el is None:
@@ -177,11 +186,11 @@ class OplogApplier:
                 if len(self._diffs) >= _BATCH:
                     self._flush_diffs()
                 return
-            reqs = [ReplaceOne(where, plan.replacement, upsert=True)] if plan.replacement is not None else \
+            reqs = [replace_request(where, plan.replacement, upsert=True)] if plan.replacement is not None else \
                 [UpdateOne(where, u) for u in plan.updates]
         elif op == "i":
             o = entry["o"]
-            reqs = [ReplaceOne(bsonraw.build([bsonraw.get(o, "_id")]), o, upsert=True)]
+            reqs = [replace_request(bsonraw.build([bsonraw.get(o, "_id")]), o, upsert=True)]
         else:
             reqs = [DeleteOne(entry["o"])]
         self._flush_diffs()
@@ -228,7 +237,7 @@ class OplogApplier:
             if key not in changed:
                 changed.append(key)
         if changed:
-            target.bulk_write([ReplaceOne(where_of[k], docs[k]) for k in changed], ordered=True,
+            target.bulk_write([replace_request(where_of[k], docs[k], upsert=False) for k in changed], ordered=True,
                               bypass_document_validation=self.bypass)
 
     # ---- commands

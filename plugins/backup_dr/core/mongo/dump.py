@@ -239,8 +239,7 @@ def _dump(client, database, sink, collections, read_pref, metadata_only, oplog, 
             seen = oplog_mod.newest_ts(client)  # the newest write the scans could have seen
             result.end = oplog_mod.wait_for_position(client, max(seen, start), timeout=majority_timeout)
             result.end_time = oplog_mod.ts_time(result.end)
-            result.window = WindowFacts(database, [m.name for m in metas if not m.is_view],
-                                        capped=[m.name for m in metas if (m.options or {}).get("capped")])
+            result.window = WindowFacts(database, [m.name for m in metas if not m.is_view])
             result.oplog_entries = _dump_oplog(client, database, result, writer, set(collections) if collections else None)
         writer.finish()
     except BaseException:

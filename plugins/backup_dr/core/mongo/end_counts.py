@@ -25,9 +25,10 @@ How they are computed, exactly and without decoding the hot path (decided here):
   once from the archive just written (decompression and one ``_id`` lookup per document,
   measured by ``benchmarks/mongo_dump.py``). No server feature beyond a plain oplog read is
   used (no snapshot reads, no ``count`` at a cluster time).
-* a capped collection with inserts in the window evicts documents without logging it, and a
-  collection renamed in from another database carries documents the window does not show:
-  their count is ``None`` (not knowable), which validators skip and say so.
+* a capped collection's evictions are logged as deletes by mongod (FCV 5.0+,
+  ``jstests/replsets/capped_deletes.js``), so they count like any delete. A collection
+  renamed in from another database, or converted to capped in the window, carries documents
+  the window does not show: its count is ``None`` (not knowable), which validators skip and say so.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ class _State:
 class WindowFacts:
     """What the window does to the dumped collections; fed every window entry in order."""
 
-    def __init__(self, database: str, dumped: Iterable[str], capped: Iterable[str] = ()):
+    def __init__(self, database: str, dumped: Iterable[str]):
         self.database = database
-        self.capped = set(capped)
         self.colls: dict[str, _State] = {name: _State(DUMPED, name) for name in dumped}
         self.txns = Transactions()
         self.entries = 0
@@ -97,8 +97,6 @@ class WindowFacts:
             state.base, state.why = UNKNOWN, "an oplog entry without _id"
             return
         state.present[key] = op != "d"
-        if op == "i" and coll in self.capped and state.base != UNKNOWN:
-            state.base, state.why = UNKNOWN, "a capped collection evicts documents without logging it"
 
     def _command(self, entry) -> None:
         o = entry.get("o") or {}
@@ -112,18 +110,17 @@ class WindowFacts:
         value = o.get(name)
         if name == "create" and "viewOn" not in o and isinstance(value, str) and not value.startswith("system."):
             self.colls[value] = _State(EMPTY)
-            if o.get("capped"):
-                self.capped.add(value)
         elif name == "drop":
             self.colls.pop(str(value), None)
         elif name == "dropDatabase":
             self.colls.clear()
         elif name == "renameCollection":
             self._rename(str(value), str(o.get("to", "")))
-        elif name in ("convertToCapped", "cloneCollectionAsCapped", "emptycapped"):
+        elif name == "emptycapped":
+            self.colls[str(value)] = _State(EMPTY)
+        elif name in ("convertToCapped", "cloneCollectionAsCapped"):
             target = str(o.get("toCollection", value)) if name == "cloneCollectionAsCapped" else str(value)
-            self.colls[target] = _State(UNKNOWN, why=f"{name} in the window")
-            self.capped.add(target)
+            self.colls[target] = _State(UNKNOWN, why=f"{name} in the window (the size limit may drop documents unlogged)")
 
     def _rename(self, src: str, dst: str) -> None:
         src_db, _, src_coll = src.partition(".")
@@ -135,8 +132,6 @@ class WindowFacts:
             moved = _State(UNKNOWN, why=f"renamed in from {src}")
         if moved is not None:
             self.colls[dst_coll] = moved
-            if src_coll in self.capped:
-                self.capped.add(dst_coll)
 
     def _inner(self, ops: list) -> None:
         for inner in ops:

@@ -9,7 +9,8 @@ keep their exact bytes and fields their order. The rules, from mongod's
 ``document_diff_serialization.h``):
 
 * document diff: sections ``d`` (delete ``{name: false}``), ``u`` (update), ``i`` (insert) and
-  ``s<name>`` (a sub-diff of field ``name``); a name may appear in one section only. Fields
+  ``s<name>`` (a sub-diff of field ``name``), in that order, never empty; a name may appear in
+  one section only. Fields
   keep their order; an updated field is replaced in place; ``i`` fields, and ``u`` fields the
   pre-image lacks, are appended at the end (updates first, then inserts, each in diff order);
   an ``i`` field that already exists (a re-applied entry) is moved to the end.
@@ -31,7 +32,7 @@ from backup_dr.core.mongo import bsonraw
 from backup_dr.core.mongo.oplog_updates import UnknownOplogEntry
 
 _NULL = (0x0A, b"")
-_DOC, _ARRAY, _BOOL, _INT32, _INT64 = 0x03, 0x04, 0x08, 0x10, 0x12
+_DOC, _ARRAY, _BOOL, _INT32 = 0x03, 0x04, 0x08, 0x10
 
 
 def _bad(what: str, diff) -> UnknownOplogEntry:
@@ -60,6 +61,9 @@ def check_diff(diff: RawBSONDocument) -> None:
             check_diff(sub)
 
 
+_SECTION_ORDER = {"d": 1, "u": 2, "i": 3, "s": 4}  # mongod's DocumentDiffReader refuses any other order
+
+
 def _sections(diff: RawBSONDocument):
     deletes: set[str] = set()
     updates: dict[str, bsonraw.Element] = {}
@@ -72,7 +76,17 @@ def _sections(diff: RawBSONDocument):
             raise _bad(f"field {name!r} appears in two sections", diff)
         seen.add(name)
 
-    for section, t, value in bsonraw.elements(diff):
+    previous = 0
+    elements = list(bsonraw.elements(diff))
+    if not elements:
+        raise _bad("an empty diff", diff)
+    for section, t, value in elements:
+        order = _SECTION_ORDER.get(section[:1], 0) if section[:1] == "s" or len(section) == 1 else 0
+        if section == "b":
+            raise _bad("binary ('b') diff section", diff)
+        if not order or order < previous or (order == previous and order != 4):
+            raise _bad(f"section {section!r} (sections are d, u, i, then s<field>, each once)", diff)
+        previous = order
         if section in ("d", "u", "i") and t == _DOC:
             for el in bsonraw.elements(bsonraw.subdocument(t, value)):
                 claim(el[0])
@@ -83,10 +97,8 @@ def _sections(diff: RawBSONDocument):
         elif section.startswith("s") and t == _DOC:
             claim(section[1:])
             subs[section[1:]] = bsonraw.subdocument(t, value)
-        elif section == "b":
-            raise _bad("binary ('b') diff section", diff)
         else:
-            raise _bad(f"section {section!r}", diff)
+            raise _bad(f"section {section!r} of BSON type 0x{t:02x}", diff)
     return deletes, updates, inserts, subs
 
 
@@ -122,21 +134,20 @@ def _apply_sub(t: int | None, value: bytes | None, sub: RawBSONDocument) -> tupl
 
 
 def _int(t: int, value: bytes, diff) -> int:
-    if t == _INT32:
+    if t == _INT32:  # mongod writes the new length as an int32 and refuses any other type
         return int.from_bytes(value, "little", signed=True)
-    if t == _INT64:
-        return int.from_bytes(value, "little", signed=True)
-    raise _bad("array length 'l' is not an integer", diff)
+    raise _bad("array length 'l' is not an int32", diff)
 
 
 def _apply_array(value: bytes, diff: RawBSONDocument, *, check_only: bool = False) -> RawBSONDocument:
     items = [(t, v) for _n, t, v in bsonraw.elements(value)]
     size: int | None = None
     mods: list[tuple[int, str, int, bytes]] = []
-    for name, t, v in bsonraw.elements(diff):
-        if name == "a":
-            continue
-        if name == "l":
+    entries = list(bsonraw.elements(diff))
+    if not entries or entries[0][0] != "a":
+        raise _bad("an array diff must start with its header 'a'", diff)
+    for pos, (name, t, v) in enumerate(entries[1:], 1):
+        if name == "l" and pos == 1:
             size = _int(t, v, diff)
         elif name[:1] in ("u", "s") and name[1:].isdigit() and (name[0] == "u" or t == _DOC):
             mods.append((int(name[1:]), name[0], t, v))

@@ -3,8 +3,10 @@
 Commands on ``<db>.$cmd`` become the same command on the target (renamed database, selected
 collections): create (options kept; SecantusDB's ``viewPipeline`` is a view's ``pipeline``),
 drop, dropDatabase, createIndexes (both forms), two-phase index builds (the index exists at
-``commitIndexBuild``), dropIndexes, renameCollection within the database, collMod,
-convertToCapped. A command already in effect (NamespaceNotFound / IndexNotFound /
+``commitIndexBuild``), dropIndexes, renameCollection within the database (mongod logs a rename
+ACROSS databases as a copy into a temporary collection of the target database, inserts, a
+rename within it and a drop of the source: ``rename_collection.cpp``, which replays), collMod,
+convertToCapped, emptycapped. A command already in effect (NamespaceNotFound / IndexNotFound /
 NamespaceExists) is fine: the data being replayed over is fuzzy.
 
 Views: mongod keeps view definitions as documents of ``<db>.system.views``
@@ -126,7 +128,12 @@ class DdlReplayer:
         try:
             self.a.client.admin.command(cmd)
         except pe.OperationFailure as e:
-            if e.code not in _IGNORED_CODES:
+            if e.code == 48 and not cmd["dropTarget"]:
+                # the target exists: this rename already happened in the data replayed over (a dump that
+                # read the collection under its new name); the source the replay recreated is redundant
+                log.info("replay: %s already renamed to %s; dropping the re-created source", src, dst)
+                self.run(SON([("drop", src)]))
+            elif e.code not in _IGNORED_CODES:
                 raise
         self.a.stats.touched.update({src, dst})
         self.a.stats.renamed[src] = dst
@@ -137,6 +144,12 @@ class DdlReplayer:
         if self._selected(coll):
             self.run(SON((k, v) for k, v in o.items()))
             self.a.stats.count("c:collMod")
+
+    def _cmd_emptycapped(self, o) -> None:
+        coll = o["emptycapped"]
+        if self._selected(coll):
+            self.db[coll].delete_many({})
+            self.a.stats.count("c:emptycapped")
 
     def _cmd_convertToCapped(self, o) -> None:
         coll = o["convertToCapped"]
