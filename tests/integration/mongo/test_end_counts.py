@@ -63,9 +63,10 @@ def _writing(db):
     return threads
 
 
-@pytest.mark.parametrize("fmt,codec,encrypted", [("archive", "zstd", False), ("directory", "gzip", False),
-                                                  ("archive", "gzip", True)],
-                         ids=["archive", "directory", "encrypted-archive"])
+@pytest.mark.parametrize("fmt,codec,encrypted", [
+    pytest.param("archive", "zstd", False, id="archive"),
+    pytest.param("directory", "gzip", False, id="directory", marks=pytest.mark.slow),
+    pytest.param("archive", "gzip", True, id="encrypted-archive", marks=pytest.mark.slow)])
 def test_the_backup_records_the_counts_at_its_consistent_point(mongo_client, live_db, make_writer, local_store,  # noqa: F811
                                                                tmp_path, drop_after, fmt, codec, encrypted):
     live_db.create_collection("late")  # no DDL while writing: the independent count below reads only i/d entries

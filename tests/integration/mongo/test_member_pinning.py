@@ -173,6 +173,7 @@ class TlsAuthServer(MongoServer):
         return True
 
 
+@pytest.mark.slow  # two server restarts (auth, then TLS)
 def test_the_direct_connection_keeps_credentials_and_tls(tmp_path):
     ca, cert, key = _make_tls_files(tmp_path)
     server = TlsAuthServer(tmp_path / "tls-auth").start()
