@@ -65,13 +65,63 @@ def child(mode: str, uri: str, out: str) -> None:
                 n += len(batch)
     else:
         codec, _, variant = mode.partition("-")
+        writer = _Writes(uri) if variant == "writes" else None
         with open(out, "wb") as f:
             sink = ArchiveSink(f, codec, server_version="8.2.11", tool_version="bench")
-            dump_database(client, DB, sink, progress_every=3600, oplog=variant != "nooplog")
+            result = dump_database(client, DB, sink, progress_every=3600, oplog=variant != "nooplog")
+        if writer is not None:
+            writer.stop.set()
+            writer.join()
         n = os.path.getsize(out)
     seconds = time.perf_counter() - t
+    counts_s = 0.0
+    if mode != "drain" and result.window is not None:  # what backup_mongodb adds: the counts at the end point
+        t = time.perf_counter()
+        _end_counts(result, out)
+        counts_s = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rss_mb": rss, "bytes": n}))
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "bytes": n, "counts_s": counts_s,
+                      "window": result.oplog_entries if mode != "drain" else 0}))
+
+
+def _end_counts(result, path: str) -> dict:
+    from contextlib import contextmanager
+
+    from backup_dr.core.mongo.codecs import decompressed_reader
+    from backup_dr.core.mongo.end_counts import archive_documents, resolve
+
+    @contextmanager
+    def stream():
+        with open(path, "rb") as raw, decompressed_reader(raw) as s:
+            yield s
+
+    return resolve(result.window, result.counts, archive_documents(stream, DB))
+
+
+class _Writes:
+    """The application writing during the dump: updates, inserts and deletes in every collection."""
+
+    def __init__(self, uri: str):
+        import threading
+
+        import pymongo
+
+        self.stop, self.client = threading.Event(), pymongo.MongoClient(uri)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        i, run = 0, f"{os.getpid()}-{time.time_ns()}"  # each run inserts new _ids
+        while not self.stop.is_set():
+            coll = self.client[DB][COLLS[i % len(COLLS)]]
+            coll.update_one({"_id": i * 7}, {"$set": {"score": -1.0}})
+            coll.insert_one({"_id": f"w{run}-{i}", "title": "during the dump"})
+            coll.delete_one({"_id": i * 7 + 1})
+            i += 1
+
+    def join(self):
+        self.thread.join()
+        self.client.close()
 
 
 def run_child(mode: str, uri: str, out: str) -> dict:
@@ -196,6 +246,10 @@ def main() -> None:
             print(f"  {row['codec']:20} level {row['level']}: {row['mb']:7.2f} MB  {row['mb_per_s']:7.1f} MB/s"
                   + (f"  size vs stock gzip {row['size_vs_stock_gzip']}" if stock else ""))
         print(f"  rss {rss_small:.0f} MB at {small} docs -> {zstd['max_rss_mb']:.0f} MB at {docs}")
+        # writes during the dump: the counts at the end point read the dumped data back (end_counts)
+        busy = best("zstd-writes", server.uri, out, repeat)
+        print(f"  end counts: {zstd['counts_s']:.2f}s quiet; {busy['counts_s']:.2f}s of a {busy['seconds']:.2f}s dump "
+              f"with {busy['window']} window entries")
         print(json.dumps({
             "benchmark": "mongo_dump", "docs": docs, "data_mb": round(base["bytes"] / 1e6, 1), "archive_mb": round(raw_mb, 1),
             "default_codec": f"{DEFAULT_CODEC}-{_GZIP_LEVEL}", "zstd_level": _ZSTD_LEVEL,
@@ -209,6 +263,10 @@ def main() -> None:
             "codecs": sweep,
             "peak_rss_mb_small": round(rss_small, 1), "peak_rss_mb": round(zstd["max_rss_mb"], 1),
             "baseline_rss_mb": round(base["max_rss_mb"], 1), "small_docs": small,
+            "end_counts_quiet_s": round(zstd["counts_s"], 3),
+            "writes_dump_s": round(busy["seconds"], 3), "writes_window_entries": busy["window"],
+            "end_counts_writes_s": round(busy["counts_s"], 3),
+            "end_counts_writes_share": round(busy["counts_s"] / busy["seconds"], 3),
         }))
         client.close()
 

@@ -89,7 +89,7 @@ def main() -> None:
     from backup_dr.core.artifacts.writer import ArtifactWriter
     from backup_dr.core.mongo.applier import NamespaceMap, OplogApplier
     from backup_dr.core.mongo.backup import backup_mongodb
-    from backup_dr.core.mongo.oplog import newest_ts, window
+    from backup_dr.core.mongo.oplog import newest_ts, read_window
     from backup_dr.core.mongo.restore import restore_archive
     from backup_dr.core.pitr import archive_slice, restore_to_time
     from backup_dr.core.stores.local import LocalStore
@@ -134,7 +134,7 @@ def main() -> None:
             target = f"base{i}"
             t = time.perf_counter()
             restore_archive(client, archive_path, target_db=target, collections=list(job.collections), progress_every=3600)
-            OplogApplier(client, NamespaceMap(DB, target, job.collections)).apply_all(window(client, DB, start, end))
+            OplogApplier(client, NamespaceMap(DB, target, job.collections)).apply_all(read_window(client, DB, start, end))
             return time.perf_counter() - t
 
         def restore_ours(i: int, store: LocalStore, at) -> float:

@@ -316,7 +316,8 @@ class FilesRecoverOperator(_DrStep):
 
 class ValidateRestoreOperator(_DrStep):
     """Check the restored database independently of the restore: the ``validate`` command on every
-    collection, every index of the backup present, document counts as the restore reported."""
+    collection and its document count against the backup's counts at its consistent point
+    (:func:`backup_dr.core.mongo.end_counts.expected_counts`, the same the restore validated)."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         policy, sc, cls, src = self.setup()
@@ -325,23 +326,34 @@ class ValidateRestoreOperator(_DrStep):
         if _truthy(self.dry_run) or restored.get("dry_run"):
             self.log.warning("DRY RUN: nothing was restored, nothing to validate")
             return {"dry_run": True}
+        from backup_dr.core.artifacts.layout import BackupId
+        from backup_dr.core.artifacts.reader import load_manifest
+        from backup_dr.core.mongo.end_counts import expected_counts
+
         db_name = pick.get("database") or src.database
         problems, counts = [], {}
         with translate_errors():
+            # what the backup holds at its consistent point (its oplog window replayed), not what its dump read
+            manifest = load_manifest(open_store(policy.stores[pick["store"]]), BackupId.parse(pick["backup_id"]))
+            expected = expected_counts(manifest)
+            wanted = expected.counts or dict.fromkeys(manifest.counts)  # unknown: validate them, compare nothing
+            if not expected.counts and not pick.get("point_in_time"):
+                self.log.warning("document counts are not compared: %s", expected.source)
             client = mongo_client(self.target_conn_id)
             try:
                 db = client[db_name]
                 names = set(db.list_collection_names())
-                for coll, expected in (pick.get("counts") or {}).items():
+                for coll, want in wanted.items():
                     if coll not in names:
-                        problems.append(f"collection {coll} is missing")
+                        if want is not None or not pick.get("point_in_time"):
+                            problems.append(f"collection {coll} is missing")
                         continue
                     res = db.command("validate", coll)
                     if not res.get("valid", False):
                         problems.append(f"{coll}: validate says invalid: {res.get('errors')}")
                     counts[coll] = db[coll].count_documents({})
-                    if not pick.get("point_in_time") and counts[coll] != expected:
-                        problems.append(f"{coll}: {counts[coll]} documents, the backup has {expected}")
+                    if not pick.get("point_in_time") and want is not None and counts[coll] != want:
+                        problems.append(f"{coll}: {counts[coll]} documents, the backup holds {want} at its consistent point")
             finally:
                 client.close()
         if problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from backup_dr.core.mongo.applier import NamespaceMap, OplogApplier
-from backup_dr.core.mongo.oplog import newest_ts, window
+from backup_dr.core.mongo.oplog import newest_ts, read_window
 
 from mongo_support import snapshot, uniq
 from test_consistency import COLLS, Writer
@@ -22,7 +22,9 @@ def test_workload_oplog_replays_into_an_empty_database_to_the_same_state(mongo_c
         db[c].create_index("k", unique=True)
     writer = Writer(db)
     writer.start()
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60  # enough operations, however loaded the machine is
+    while writer.ops <= 150 and writer.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
     writer.stop.set()
     writer.join(30)
     assert writer.error is None and writer.ops > 100
@@ -30,7 +32,7 @@ def test_workload_oplog_replays_into_an_empty_database_to_the_same_state(mongo_c
     db.c0.rename("c0_renamed")
     end = newest_ts(mongo_client)
     applier = OplogApplier(mongo_client, NamespaceMap(src, dst))
-    stats = applier.apply_all(window(mongo_client, src, start, end))
+    stats = applier.apply_all(read_window(mongo_client, src, start, end))
     assert stats.applied["i"] >= 4500 and "c:renameCollection" in stats.applied
     expected, got = snapshot(db), snapshot(mongo_client[dst])
     assert set(got) == set(expected)

@@ -1,9 +1,12 @@
-"""Writes during the dump: the restore equals the source at the dump's recorded end point.
+"""Writes during the dump: the restore equals the source AT THE DUMP'S END POINT, not after it.
 
 A writer thread inserts, updates (every update shape), deletes, runs transactions and DDL
-while the dump reads. The sink is slowed so the writes really interleave with the reads,
-and the writer is stopped (and joined) *before* the dump takes its end position, so the
-source as it stands after the dump IS the state at ``end``: no later write exists.
+while the dump reads, and keeps writing after the dump has taken its end position and while
+it reads the oplog window. The sink is slowed so the writes really interleave with the reads.
+The source's state at ``end`` is captured by pausing the writer between the last collection
+and the oplog window (the only moment the end position is taken) and snapshotting the
+source; the writer resumes as soon as the window is read, so later writes exist in the
+oplog right next to the window and must NOT reach the restore.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import io
 import random
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from pymongo import ReturnDocument
 
+from backup_dr.core.mongo.archive import OPLOG_COLLECTION, OPLOG_DB
+from backup_dr.core.mongo.codecs import decompressed_reader
 from backup_dr.core.mongo.dump import dump_database
-from backup_dr.core.mongo.oplog import newest_ts
+from backup_dr.core.mongo.end_counts import archive_documents, resolve
 from backup_dr.core.mongo.safe_restore import safe_restore
 from backup_dr.core.mongo.sinks import ArchiveSink
 from backup_dr.core.stores.local import LocalStore
@@ -28,14 +34,18 @@ COLLS = ("c0", "c1", "c2")
 
 
 class SlowSink(ArchiveSink):
-    """Slows the dump and stops the writer after the last collection, before ``end`` is read."""
+    """Slows the dump; after the last collection (before ``end`` is taken) pauses the writer and
+    snapshots the source; resumes the writer when the oplog window starts (``end`` is taken)."""
 
-    def __init__(self, *a, stop_writer, last: str, **kw):
+    def __init__(self, *a, at_end, at_window, last: str, **kw):
         super().__init__(*a, **kw)
-        self.stop_writer, self.last = stop_writer, last
+        self.at_end, self.at_window, self.last = at_end, at_window, last
 
     def begin(self, db, coll):
-        time.sleep(0.3)
+        if (db, coll) == (OPLOG_DB, OPLOG_COLLECTION):
+            self.at_window()
+        else:
+            time.sleep(0.3)
         super().begin(db, coll)
 
     def write(self, data):
@@ -45,13 +55,15 @@ class SlowSink(ArchiveSink):
     def end(self):
         super().end()
         if self._ns.endswith("." + self.last):
-            self.stop_writer()
+            self.at_end()
 
 
 class Writer(threading.Thread):
     def __init__(self, db):
         super().__init__(daemon=True)
         self.db, self.stop = db, threading.Event()
+        self.running, self.idle = threading.Event(), threading.Event()
+        self.running.set()
         self.rng = random.Random(42)
         self.ops = 0
         self.next_id = 10_000
@@ -59,9 +71,19 @@ class Writer(threading.Thread):
         self.free_k: dict[str, list[int]] = {c: [] for c in COLLS}
         self.error: BaseException | None = None
 
+    def pause(self):
+        """Return once the writer sits between two operations and will not start another."""
+        self.idle.clear()
+        self.running.clear()
+        self.idle.wait(30)
+
     def run(self):
         try:
             while not self.stop.is_set():
+                if not self.running.is_set():
+                    self.idle.set()
+                    self.running.wait()
+                    continue
                 self.one()
                 self.ops += 1
         except BaseException as e:  # noqa: BLE001 - surfaced by the test
@@ -123,25 +145,35 @@ def live_db(mongo_client):
 
 def test_restore_equals_source_at_the_end_point(mongo_client, live_db, tmp_path, drop_after):
     writer = Writer(live_db)
+    at_end: dict = {}
 
-    def stop_writer():
-        writer.stop.set()
-        writer.join(30)
+    def pause_and_snapshot():
+        writer.pause()
+        at_end["ops"] = writer.ops
+        at_end["state"] = snapshot(live_db)
 
     out = io.BytesIO()
-    sink = SlowSink(out, "zstd", server_version="8.2.11", tool_version="t", stop_writer=stop_writer, last=COLLS[-1])
+    sink = SlowSink(out, "zstd", server_version="8.2.11", tool_version="t", at_end=pause_and_snapshot,
+                    at_window=writer.running.set, last=COLLS[-1])
     writer.start()
     time.sleep(0.2)
     result = dump_database(mongo_client, live_db.name, sink, progress_every=0.5)
+    time.sleep(0.5)  # writes after the end point, next to the window in the oplog
+    writer.stop.set()
+    writer.join(30)
     assert writer.error is None, writer.error
-    assert not writer.is_alive()
-    assert writer.ops > 50, "the writer did not overlap with the dump"
-    assert result.oplog_entries >= writer.ops * 0.9
-    assert newest_ts(mongo_client) >= result.end  # nothing was written after end (the writer is stopped)
-    expected = snapshot(live_db)
+    assert at_end["ops"] > 50, "the writer did not overlap with the dump"
+    assert writer.ops > at_end["ops"], "no write after the end point: the test would not see one leak in"
+    expected = at_end["state"]
+    assert snapshot(live_db) != expected  # the source moved on after the end point
 
     path = tmp_path / "live.archive.zst"
     path.write_bytes(out.getvalue())
+    # the counts at the end point, as the backup records them: those of the source at that moment
+    counts = resolve(result.window, result.counts, archive_documents(lambda: _stream(path), live_db.name))
+    assert counts == {name: len(e["docs"]) for name, e in expected.items()}
+    assert counts != result.counts  # what the scans read is not the state at the end point
+
     target = uniq("live_restored")
     drop_after.append(target)
     restored = safe_restore(mongo_client, path, target_db=target, safety_store=LocalStore(tmp_path / "safety"))
@@ -154,3 +186,9 @@ def test_restore_equals_source_at_the_end_point(mongo_client, live_db, tmp_path,
         diff = {k for k in set(got[name]["docs"]) | set(expected[name]["docs"])
                 if got[name]["docs"].get(k) != expected[name]["docs"].get(k)}
         assert not diff, f"{name}: {len(diff)} documents differ from the source at the end point"
+
+
+@contextmanager
+def _stream(path):
+    with open(path, "rb") as raw, decompressed_reader(raw) as stream:
+        yield stream

@@ -59,9 +59,11 @@ def newest_ts(client):
 
 
 def wait_next_second(client) -> None:
-    """Sleep until the wall clock is past the second of the newest oplog entry: later writes
-    then land in a later second (SecantusDB's ts.time is the wall clock second)."""
-    last = newest_ts(client).time
+    """Sleep until the wall clock is past the second of the newest oplog position: later writes
+    then land in a later second (SecantusDB's ts.time is the wall clock second). The newest
+    position is the member's ``hello.lastWrite`` (what a dump's or slice's end is taken from;
+    SecantusDB mints it at each call, ahead of the newest entry), not only the newest entry."""
+    last = max(newest_ts(client).time, client.admin.command("hello")["lastWrite"]["opTime"]["ts"].time)
     while time.time() < last + 1.02:
         time.sleep(0.02)
 

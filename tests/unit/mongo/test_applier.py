@@ -14,6 +14,7 @@ from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 
 from backup_dr.core.mongo.applier import NamespaceMap, OplogApplier
+from backup_dr.core.mongo.mongod_diff import apply_diff
 from backup_dr.core.mongo.oplog_updates import UnknownOplogEntry, plan_update
 
 LSID = {"id": bson.Binary(b"\x01" * 16, 4), "uid": bson.Binary(b"\x02" * 32, 0)}
@@ -101,7 +102,7 @@ def test_mongod_v2_diff_all_sections(start):
         ("d", {"gone": False}),
         ("u", {"a": 10}),
         ("i", SON([("new", "n"), ("n2", Int64(2))])),
-        ("sb", SON([("u", {"c": 5}), ("d", {"d": False})])),
+        ("sb", SON([("d", {"d": False}), ("u", {"c": 5})])),
         ("sarr", SON([("a", True), ("u1", 20), ("s3", {"u": {"x": 2}, "i": {"y": 3}})])),
     ])
     apply(start, u(start, {"$v": 2, "diff": diff}))
@@ -124,25 +125,26 @@ def test_mongod_nested_array_inside_subdocument(db):
     assert bson.decode(stored(db, "c", 1)) == {"_id": 1, "o": {"list": [{"k": 1}, {"k": 22}]}}
 
 
-def test_values_are_sent_as_the_original_bytes_even_for_deprecated_types():
-    # symbol / undefined would not survive a decode-encode round trip in Python; the
-    # applier copies the raw element bytes into the $set document it sends
+def test_diff_values_keep_their_original_bytes_even_for_deprecated_types():
+    # symbol / undefined would not survive a decode-encode round trip in Python; the diff is
+    # applied to the raw pre-image and copies the raw element bytes (the test server itself
+    # stores both as string/null, so this is checked on the post-image the applier writes)
     sym = b"\x0e" + b"s\x00" + (4).to_bytes(4, "little") + b"abc\x00"
     und = b"\x06" + b"u\x00"
     inner = sym + und
     u_section = (len(inner) + 5).to_bytes(4, "little") + inner + b"\x00"
     diff_body = b"\x03u\x00" + u_section
-    diff = (len(diff_body) + 5).to_bytes(4, "little") + diff_body + b"\x00"
-    plan = plan_update(raw(SON([("$v", 2), ("diff", RawBSONDocument(diff))])))
-    (update,) = plan.updates
-    assert update.raw == bson.encode({"$set": RawBSONDocument((len(inner) + 5).to_bytes(4, "little") + inner + b"\x00")})
-    assert sym in update.raw and und in update.raw
+    diff = RawBSONDocument((len(diff_body) + 5).to_bytes(4, "little") + diff_body + b"\x00")
+    assert plan_update(raw(SON([("$v", 2), ("diff", diff)]))).diff.raw == diff.raw
+    pre = bson.encode(SON([("_id", 1), ("keep", 1)]))
+    body = b"\x10_id\x00" + (1).to_bytes(4, "little") + b"\x10keep\x00" + (1).to_bytes(4, "little") + sym + und
+    assert apply_diff(pre, diff).raw == (len(body) + 5).to_bytes(4, "little") + body + b"\x00"
 
 
 def test_unknown_update_forms_raise():
     with pytest.raises(UnknownOplogEntry, match=r"\$v 3"):
         plan_update(raw({"$v": 3, "diff": {}}))
-    with pytest.raises(UnknownOplogEntry, match="mongod diff section 'x'"):
+    with pytest.raises(UnknownOplogEntry, match="mongod update diff: section 'x'"):
         plan_update(raw({"$v": 2, "diff": {"x": {"a": 1}}}))
     with pytest.raises(UnknownOplogEntry, match=r"legacy update with operators \$inc"):
         plan_update(raw({"$inc": {"a": 1}}))
@@ -247,10 +249,3 @@ def test_secantus_transaction_as_separate_entries_sharing_ts(db):
           {"op": "u", "ns": f"{db.name}.t", "o": {"$v": 2, "diff": {"updatedFields": {"x": 1}, "removedFields": [], "truncatedArrays": []}},
            "o2": {"_id": 1}, "ts": ts, "lsid": LSID, "txnNumber": Int64(1)})
     assert list(db.t.find()) == [{"_id": 1, "x": 1}]
-
-
-def test_server_apply_ops_payload_rewrites_namespace_and_drops_ui(db):
-    applier = OplogApplier(db.client, NamespaceMap(db.name, "renamed"), use_server_apply_ops=True)
-    entry = raw({"op": "i", "ns": f"{db.name}.c", "ui": bson.Binary(b"\x00" * 16, 4), "o": {"_id": 1}})
-    payload = applier._server_entry(entry, "c")
-    assert payload["ns"] == "renamed.c" and "ui" not in payload and dict(payload["o"]) == {"_id": 1}

@@ -9,6 +9,7 @@ against the manifest entry, and deletes its output on any mismatch.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +135,39 @@ def encrypt_file_in_place(store, key: str, enc: BackupEncryption, backup_id: str
                 on_read(len(block))
         sealer.close()
     return w, sealer
+
+
+class _DecryptingReader(io.RawIOBase):
+    """Plaintext of an encrypted file as a readable stream (only authenticated bytes come out)."""
+
+    def __init__(self, src: BinaryIO, keyring: Keyring, *, where: str, context: str):
+        self._src, self._buf, self._eof = src, bytearray(), False
+        self._dec = Decryptor(self._buf.extend, keyring.lookup(where), where=where, expected_context=context)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._eof:
+            block = self._src.read(CHUNK_READ)
+            if block:
+                self._dec.write(block)
+            else:
+                self._dec.finish()
+                self._eof = True
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        del self._buf[:n]
+        return n
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()
+
+
+def open_decrypted(path: Path, enc: BackupEncryption, *, backup_id: str, name: str) -> BinaryIO:
+    """Read back a file this process just encrypted with ``enc`` (e.g. to re-read a dump before
+    its manifest is written), decrypting as it goes."""
+    keyring = Keyring(enc.key_conn_id, (enc.key,), enc.key.key_id)
+    raw = _DecryptingReader(open(path, "rb"), keyring, where=f"{backup_id}/{name}", context=context_of(backup_id, name))
+    return io.BufferedReader(raw, CHUNK_READ)

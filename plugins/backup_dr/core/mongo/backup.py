@@ -27,14 +27,17 @@ from backup_dr.core.artifacts.reader import fetch_verified
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.errors import IntegrityError, VerificationError
 from backup_dr.core.mongo import bsonraw
-from backup_dr.core.mongo.codecs import SUFFIX, check_codec
-from backup_dr.core.mongo.dump import DumpResult, dump_database
+from backup_dr.core.mongo.codecs import SUFFIX, check_codec, decompressed_reader
+from backup_dr.core.mongo.dump import DumpResult, dump_database, read_preference
+from backup_dr.core.mongo.bsonraw import iter_documents
+from backup_dr.core.mongo.end_counts import DumpedDocuments, archive_documents, expected_counts, overlay, resolve
+from backup_dr.core.mongo.member import pinned_member
 from backup_dr.core.mongo.metadata import describe
 from backup_dr.core.mongo.mongo_errors import translate
 from backup_dr.core.mongo.oplog import ts_dict
 from backup_dr.core.mongo.restore import RestoreResult, open_archive, restore_archive
 from backup_dr.core.mongo.safe_restore import safe_restore, validate_restore
-from backup_dr.core.mongo.sinks import ArchiveSink, DirectorySink, server_version, tool_version
+from backup_dr.core.mongo.sinks import ArchiveSink, DirectorySink, directory_names, server_version, tool_version
 from backup_dr.core.policy_model import Job, MongoSource
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
@@ -62,19 +65,13 @@ def backup_mongodb(client, source: MongoSource, job: Job, writer: ArtifactWriter
     collections = list(job.collections or source.collections) or None
     writer.begin()
     try:
-        if source.format == "directory":
-            sink = DirectorySink(lambda name: writer.open_file(name, codec=codec, format=DIRECTORY_FORMAT), codec)
-            result = dump_database(client, source.database, sink, collections=collections, read_pref=source.read_preference,
-                                   metadata_only=job.metadata_only, secrets=secrets, progress_every=progress_every)
-        else:
-            name = archive_name(source.database, codec)
-            with translate(f"dumping MongoDB database {source.database!r}", secrets=secrets):
-                version = server_version(client)  # the first round trip: a server that is down fails here
-            with writer.open_file(name, codec=codec, format=ARCHIVE_FORMAT) as out:
-                sink = ArchiveSink(out, codec, server_version=version, tool_version=tool_version())
-                result = dump_database(client, source.database, sink, collections=collections,
-                                       read_pref=source.read_preference, metadata_only=job.metadata_only,
-                                       secrets=secrets, progress_every=progress_every)
+        where = f"dumping MongoDB database {source.database!r}"
+        with translate(where, secrets=secrets), pinned_member(client, read_preference(source.read_preference),
+                                                              what=f"the backup of {source.database!r}") as member:
+            result, name = _dump_into(member.client, source, job, writer, codec, collections, secrets, progress_every)
+        if result.window is not None:
+            result.counts_at_end = resolve(result.window, result.counts,
+                                           _staged_documents(writer, source.format, codec, source.database, name))
         return writer.commit(consistent_point=consistent_point(result), counts=result.counts,
                              details=backup_details(result, codec, source.format))
     except BaseException:
@@ -82,10 +79,60 @@ def backup_mongodb(client, source: MongoSource, job: Job, writer: ArtifactWriter
         raise
 
 
+def _dump_into(client, source: MongoSource, job: Job, writer: ArtifactWriter, codec: str, collections, secrets,
+               progress_every: float) -> tuple[DumpResult, str | None]:
+    if source.format == "directory":
+        sink = DirectorySink(lambda name: writer.open_file(name, codec=codec, format=DIRECTORY_FORMAT), codec)
+        return dump_database(client, source.database, sink, collections=collections, read_pref=source.read_preference,
+                             metadata_only=job.metadata_only, secrets=secrets, progress_every=progress_every), None
+    name = archive_name(source.database, codec)
+    version = server_version(client)  # the first round trip: a server that is down fails here
+    with writer.open_file(name, codec=codec, format=ARCHIVE_FORMAT) as out:
+        sink = ArchiveSink(out, codec, server_version=version, tool_version=tool_version())
+        result = dump_database(client, source.database, sink, collections=collections,
+                               read_pref=source.read_preference, metadata_only=job.metadata_only,
+                               secrets=secrets, progress_every=progress_every)
+    return result, name
+
+
+def _staged_documents(writer: ArtifactWriter, fmt: str, codec: str, database: str, archive: str | None) -> DumpedDocuments:
+    """The documents just dumped, read back from the staged files (decrypted if the class is
+    encrypted): what :func:`end_counts.resolve` looks touched ids up in."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def plain(name: str):
+        path = writer.store.path(writer.bid.key(name))
+        entry = next(f for f in writer.files if f.name == name)
+        if entry.encryption:
+            from backup_dr.core.crypto.files import open_decrypted
+
+            raw = open_decrypted(path, writer.encryption, backup_id=str(writer.bid), name=name)
+        else:
+            raw = open(path, "rb")
+        with raw, decompressed_reader(raw, expect=codec, where=f"{writer.bid}/{name}") as stream:
+            yield stream
+
+    if archive is not None:
+        return archive_documents(lambda: plain(archive), database)
+
+    def per_collection(names: set[str]):
+        for coll in sorted(names):
+            with plain(directory_names(database, coll, codec)[0]) as stream:
+                for doc in iter_documents(stream, f"{writer.bid}/{coll}"):
+                    yield coll, doc.raw
+
+    return per_collection
+
+
 def consistent_point(result: DumpResult) -> dict[str, Any]:
+    """The oplog positions of the backup, and its document counts there (:mod:`.end_counts`)."""
     if result.end is None:
         return {}
-    return {"start": ts_dict(result.start), "end": ts_dict(result.end), "end_time": iso(result.end_time)}
+    point: dict[str, Any] = {"start": ts_dict(result.start), "end": ts_dict(result.end), "end_time": iso(result.end_time)}
+    if result.counts_at_end is not None:
+        point["counts"] = dict(result.counts_at_end)
+    return point
 
 
 def backup_details(result: DumpResult, codec: str, fmt: str) -> dict[str, Any]:
@@ -93,6 +140,8 @@ def backup_details(result: DumpResult, codec: str, fmt: str) -> dict[str, Any]:
         "database": result.database,
         "server_version": result.server_version,
         "read_preference": result.read_preference,
+        "member": result.member,
+        "member_state": result.member_state,
         "compression": codec,
         "format": fmt,
         "oplog_entries": result.oplog_entries,
@@ -129,14 +178,14 @@ def fetch_dump(store: Store, manifest: Manifest, workdir: str | Path) -> tuple[P
 def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | Path, safety_dir: str | Path,
                     target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                     replay_oplog: bool = True, secrets: list[str] | None = None,
-                    use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
+                    safety_backup=None) -> RestoreResult:
     """Restore a backup safely; the bytes are verified against the manifest before anything else.
     ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step)."""
     path, codec = fetch_dump(store, manifest, workdir)
     return safe_restore(client, path, codec=codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
-                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup,
+                        secrets=secrets, safety_backup=safety_backup, expected=expected_counts(manifest),
                         bytes_verified=True)
 
 
@@ -162,7 +211,8 @@ def verify_restore(scratch_client, store: Store, manifest: Manifest, *, workdir:
 
     Checks: counts before the oplog replay equal the manifest's, a random sample of documents
     per collection is byte-identical to the archive, then (after replay) the validation of
-    the safe restore (validate command, counts, indexes). Raises VerificationError on a
+    the safe restore (validate command, indexes, counts against the backup's counts at its
+    consistent point: :func:`~backup_dr.core.mongo.end_counts.expected_counts`). Raises VerificationError on a
     mismatch; the scratch database is dropped unless ``keep``.
     """
     path, codec = fetch_dump(store, manifest, workdir)
@@ -184,6 +234,7 @@ def verify_restore(scratch_client, store: Store, manifest: Manifest, *, workdir:
         result = restore_archive(scratch_client, path, codec=codec, source_db=source_db, target_db=scratch_db,
                                  drop=True, on_loaded=check_loaded)
         sampled = sampled_box[0]
+        overlay(result, expected_counts(manifest))
         try:
             result.validation = validate_restore(scratch_client, result)
         except VerificationError as e:

@@ -65,6 +65,29 @@ def subdocument(t: int, value: bytes) -> RawBSONDocument:
     return RawBSONDocument(value)
 
 
+_MAX_DOC = 16 * 1024 * 1024 + 16 * 1024  # a BSON document is at most 16 MB (+ the server's overhead)
+
+
+def iter_documents(stream, where: str, hint: str = "restore from another store's copy") -> Iterator[RawBSONDocument]:
+    """The documents of a stream of concatenated BSON (a ``.bson`` file, an oplog slice, a spool),
+    never decoded; a bad length or a cut-off document is an IntegrityError naming ``where``."""
+    from backup_dr.core.errors import IntegrityError
+
+    offset = 0
+    while True:
+        head = stream.read(4)
+        if not head:
+            return
+        size = int.from_bytes(head, "little", signed=True) if len(head) == 4 else -1
+        if size < 5 or size > _MAX_DOC:
+            raise IntegrityError(f"{where}: malformed BSON at byte {offset} (document length {size})", hint=hint)
+        body = stream.read(size - 4)
+        if len(body) != size - 4 or body[-1:] != b"\x00":
+            raise IntegrityError(f"{where}: truncated BSON document at byte {offset}", hint=hint)
+        offset += size
+        yield RawBSONDocument(head + body)
+
+
 def get(doc, name: str) -> Element | None:
     for el in elements(doc):
         if el[0] == name:

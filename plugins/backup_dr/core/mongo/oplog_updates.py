@@ -1,18 +1,18 @@
-"""Turn the ``o`` of an oplog update (``op: "u"``) into update documents a server applies.
+"""Classify the ``o`` of an oplog update (``op: "u"``) into what the applier does with it.
 
 Forms recognised (anything else raises :class:`UnknownOplogEntry`, never a silent skip):
 
 * full replacement document (no ``$`` keys) -> replace by ``o2`` (upsert, as mongod does);
-* legacy ``{"$set": {...}, "$unset": {...}}`` (optionally ``"$v": 1``);
+* legacy ``{"$set": {...}, "$unset": {...}}`` (optionally ``"$v": 1``; mongod before 5.0):
+  update documents the server applies (there, dotted names ARE paths);
 * SecantusDB's ``{"$v": 2, "diff": {"updatedFields": {dotted paths}, "removedFields": [...],
-  "truncatedArrays": [{"field", "newSize"}]}}`` (the change-stream updateDescription shape);
-* mongod's ``{"$v": 2, "diff": {...}}``: ``u`` (update), ``i`` (insert), ``d`` (delete)
-  sections, ``s<field>`` sub-diffs, and array diffs ``{"a": true, "l": <new length>,
-  "u<n>": value, "s<n>": sub-diff}``.
+  "truncatedArrays": [{"field", "newSize"}]}}`` (the change-stream updateDescription shape):
+  ``$set``/``$unset`` paths plus ``$push {$each: [], $slice: n}`` for truncation;
+* mongod's ``{"$v": 2, "diff": {...}}`` (5.0+): ``u``/``i``/``d`` sections, ``s<field>``
+  sub-diffs, array diffs. Its names are LITERAL field names, so it is not turned into paths:
+  the plan carries the diff, and the applier applies it to the stored document
+  (:mod:`.mongod_diff`), as mongod does.
 
-Every diff becomes dotted-path ``$set``/``$unset`` (applied by the server, which resolves
-``a.1`` as an array index or a field named "1" against the real document, exactly as the
-original write did) plus, for array truncation, a second ``$push {$each: [], $slice: n}``.
 Values are copied as raw BSON bytes (see :mod:`.bsonraw`).
 """
 
@@ -39,6 +39,7 @@ class UpdatePlan:
 
     replacement: RawBSONDocument | None = None
     updates: list = field(default_factory=list)
+    diff: RawBSONDocument | None = None  # a mongod $v:2 diff, applied to the pre-image
 
 
 def _unknown(what: str, o) -> UnknownOplogEntry:
@@ -65,7 +66,11 @@ def plan_update(o) -> UpdatePlan:
         keys = set(diff.keys())
         if keys and keys <= _DIFF_SECANTUS:
             return _plan_change_stream_diff(diff)
-        return _plan_mongod_diff(diff)
+        from backup_dr.core.mongo.mongod_diff import check_diff
+
+        raw = diff if isinstance(diff, RawBSONDocument) else RawBSONDocument(bytes(diff))
+        check_diff(raw)
+        return UpdatePlan(diff=raw)
     dollar = [n for n in names if n.startswith("$")]
     if not dollar:
         return UpdatePlan(replacement=o if isinstance(o, RawBSONDocument) else RawBSONDocument(bytes(o)))
@@ -97,56 +102,3 @@ def _plan_change_stream_diff(diff) -> UpdatePlan:
 def _string(s: str) -> bytes:
     data = s.encode("utf-8") + b"\x00"
     return len(data).to_bytes(4, "little") + data
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.sets: list[bsonraw.Element] = []
-        self.unsets: list[str] = []
-        self.truncates: list[tuple[str, int]] = []
-
-    def doc_diff(self, diff: RawBSONDocument, prefix: str) -> None:
-        for name, t, value in bsonraw.elements(diff):
-            if name in ("u", "i"):
-                for f, ft, fv in bsonraw.elements(bsonraw.subdocument(t, value)):
-                    self.sets.append((prefix + f, ft, fv))
-            elif name == "d":
-                for f, _ft, _fv in bsonraw.elements(bsonraw.subdocument(t, value)):
-                    self.unsets.append(prefix + f)
-            elif name.startswith("s") and len(name) > 1 and t == 0x03:
-                self.sub_diff(bsonraw.subdocument(t, value), prefix + name[1:])
-            else:
-                raise _unknown(f"mongod diff section {name!r} at {prefix or 'top level'!r}", diff)
-
-    def sub_diff(self, diff: RawBSONDocument, path: str) -> None:
-        if diff.get("a") is True:
-            self.array_diff(diff, path)
-        else:
-            self.doc_diff(diff, path + ".")
-
-    def array_diff(self, diff: RawBSONDocument, path: str) -> None:
-        for name, t, value in bsonraw.elements(diff):
-            if name == "a":
-                continue
-            if name == "l":
-                self.truncates.append((path, int(diff["l"])))
-            elif name[:1] == "u" and name[1:].isdigit():
-                self.sets.append((f"{path}.{name[1:]}", t, value))
-            elif name[:1] == "s" and name[1:].isdigit() and t == 0x03:
-                self.sub_diff(bsonraw.subdocument(t, value), f"{path}.{name[1:]}")
-            else:
-                raise _unknown(f"mongod array diff entry {name!r} at {path!r}", diff)
-
-
-def _plan_mongod_diff(diff) -> UpdatePlan:
-    c = _Collector()
-    c.doc_diff(diff, "")
-    first = []
-    if c.sets:
-        first.append(("$set", 0x03, bsonraw.build(c.sets).raw))
-    if c.unsets:
-        first.append(("$unset", 0x03, bsonraw.build([(p, 0x02, _string("")) for p in c.unsets]).raw))
-    updates: list = [bsonraw.build(first)] if first else []
-    for path, size in c.truncates:
-        updates.append({"$push": {path: {"$each": [], "$slice": size}}})
-    return UpdatePlan(updates=updates)

@@ -27,6 +27,7 @@ from pymongo import errors as pe
 from backup_dr.core.errors import NotFoundError, RestoreError, RestoreRefused, TargetNotEmpty
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.archive import ArchiveReader, ArchiveSummary, PreludeEntry
+from backup_dr.core.mongo.bsonraw import iter_documents
 from backup_dr.core.mongo.codecs import decompressed_reader
 from backup_dr.core.mongo.dumpdir import DumpDirectoryReader, is_dump_directory
 from backup_dr.core.mongo.metadata import CollectionMeta
@@ -167,7 +168,7 @@ def check_target(client, plan: RestorePlan, *, drop: bool) -> list[str]:
 def restore_archive(client, path: str | Path, *, codec: str | None = None, source_db: str | None = None,
                     target_db: str | None = None, collections: list[str] | tuple[str, ...] | None = None,
                     drop: bool = False, replay_oplog: bool = True, state: RestoreState | None = None,
-                    use_server_apply_ops: bool | None = False, progress_every: float = 5.0,
+                    progress_every: float = 5.0,
                     on_loaded: Callable[[RestoreState], None] | None = None) -> RestoreResult:
     """Restore one database of the archive at ``path`` into ``client``. See the module doc.
 
@@ -201,9 +202,8 @@ def restore_archive(client, path: str | Path, *, codec: str | None = None, sourc
             stats = ApplyStats()
             if replay_oplog and oplog_entries:
                 spool.seek(0)
-                state.applier = OplogApplier(client, NamespaceMap(plan.source_db, plan.target_db, collections),
-                                             use_server_apply_ops=use_server_apply_ops)
-                stats = state.applier.apply_all(_spooled_docs(spool))
+                state.applier = OplogApplier(client, NamespaceMap(plan.source_db, plan.target_db, collections))
+                stats = state.applier.apply_all(iter_documents(spool, "the archive's oplog"))
                 log.info("replayed %d oplog entries into %s: %s", stats.entries, plan.target_db, stats.applied)
             deferred = [m for m in deferred if m.name not in stats.dropped and m.name not in stats.renamed]
             if deferred:
@@ -274,15 +274,6 @@ def _load(reader: ArchiveReader, db, source_db: str, selected: set[str], state: 
         flush(coll)
     progress.done()
     return oplog_entries
-
-
-def _spooled_docs(spool: BinaryIO) -> Iterator[RawBSONDocument]:
-    while True:
-        head = spool.read(4)
-        if not head:
-            return
-        size = int.from_bytes(head, "little", signed=True)
-        yield RawBSONDocument(head + spool.read(size - 4))
 
 
 def _build_indexes(db, metas: list[CollectionMeta], *, defer_duplicates: bool) -> list[CollectionMeta]:

@@ -25,6 +25,7 @@ from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, VerificationError
 from backup_dr.core.mongo.codecs import SUFFIX
 from backup_dr.core.mongo.dump import dump_database
+from backup_dr.core.mongo.end_counts import overlay
 from backup_dr.core.mongo.mongo_errors import convert, describe, translate
 from backup_dr.core.mongo.restore import (RestoreResult, RestoreState, check_target, open_archive, plan_restore,
                                           read_prelude, restore_archive, verify_archive)
@@ -133,9 +134,13 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
                  target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                  safety_store: LocalStore, backup_class: str = "adhoc", source: str = "mongodb",
                  replay_oplog: bool = True, validate: bool = True, secrets: list[str] | None = None,
-                 use_server_apply_ops: bool | None = False, safety_backup=None,
+                 safety_backup=None, expected=None, state: RestoreState | None = None,
                  bytes_verified: bool = False) -> RestoreResult:
     """Restore with safety backup, validation and rollback. See the module doc.
+
+    ``state``: filled in as the restore goes (a caller continuing the replay reads its applier).
+    ``expected``: the backup's :class:`~backup_dr.core.mongo.end_counts.ExpectedCounts` (from its
+    manifest: :func:`~backup_dr.core.mongo.end_counts.expected_counts`), what validation compares.
 
     ``safety_backup``: a safety backup Manifest taken just before by a separate step (the DR
     runbook's "safety backup" task), used instead of taking a second one. It must live in
@@ -160,11 +165,12 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
             safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
                                         secrets=secrets)
     safety_path = safety_store.path(safety.id.key(safety.files[0].name)) if safety else None
-    state = RestoreState()
+    state = state if state is not None else RestoreState()
     try:
         result = restore_archive(client, archive_path, codec=codec, source_db=plan.source_db, target_db=plan.target_db,
-                                 collections=collections, drop=True, replay_oplog=replay_oplog, state=state,
-                                 use_server_apply_ops=use_server_apply_ops)
+                                 collections=collections, drop=True, replay_oplog=replay_oplog, state=state)
+        if replay_oplog:
+            overlay(result, expected, collections)
         if validate:
             result.validation = validate_restore(client, result)
     except BaseException as e:

@@ -9,7 +9,9 @@ Where the slice starts:
   backup taken AFTER it, starting a new chain (``previous_id`` None); none yet: the result
   reports the gap and asks for a full backup, and no slice is written.
 
-It ends at the member's majority-committed position (see :mod:`.slices`), even when the
+One member is read for the whole run (chosen once by the source's read preference, then a
+direct connection: :mod:`backup_dr.core.mongo.member`); the slice ends at that member's
+majority-committed position (:func:`backup_dr.core.mongo.oplog.safe_position`), even when the
 protected database was quiet: the chain still advances, so "restore to 14:30" stays
 possible after an hour without writes.
 
@@ -37,11 +39,12 @@ from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import PolicyError, SourceError
 from backup_dr.core.mongo.codecs import compressed_writer
 from backup_dr.core.mongo.dump import read_preference
+from backup_dr.core.mongo.member import pinned_member
 from backup_dr.core.mongo.mongo_errors import translate
-from backup_dr.core.mongo.oplog import ts_dict
+from backup_dr.core.mongo.oplog import OplogRolledOver, oldest_ts, safe_position, ts_dict
 from backup_dr.core.pitr.chain import MISSING, ROLLOVER, ChainState, FullInfo, break_key, known_breaks, load_chain, record_break
 from backup_dr.core.pitr.points import second_iso, ts_text
-from backup_dr.core.pitr.slices import SLICE_FORMAT, copy_entries, end_position, oldest_position, slice_codec, slice_file_name
+from backup_dr.core.pitr.slices import SLICE_FORMAT, copy_entries, slice_codec, slice_file_name
 from backup_dr.core.policy_model import MongoSource, PitrSpec, Policy
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
@@ -113,27 +116,29 @@ def archive_slice(client, policy: Policy, source: str, local: LocalStore, stores
                        kept_since=datetime.now(timezone.utc) - cls.retention.keep_within + spec.interval)
     breaks = known_breaks(all_stores, cls.name, src.name)
     rp = read_preference(src.read_preference)
-    with translate(f"archiving the oplog of {src.database!r}", secrets=secrets):
+    with translate(f"archiving the oplog of {src.database!r}", secrets=secrets), \
+            pinned_member(client, rp, what=f"oplog slice {bid}") as member:
+        member_client = member.client
         for hole in state.holes:
             _gap(base, all_stores, breaks, MISSING, hole.start, hole.reason, run_after, None, needs_full=True)
-        start, previous, chain_id, started_from = _chain_start(state, base, client, rp, all_stores, breaks, run_after)
+        start, previous, chain_id, started_from = _chain_start(state, base, member_client, all_stores, breaks, run_after)
         if start is None:
             return base
-        end, member = end_position(client, rp)
+        end, name = safe_position(member_client)
         if end < start:
-            raise SourceError(f"the member read ({member}) is behind the chain: its position {ts_text(end)} < {ts_text(start)}",
-                              hint="a lagging secondary; the task retries")
+            raise SourceError(f"the member read ({name or member.address}) is behind the chain: its position "
+                              f"{ts_text(end)} < {ts_text(start)}", hint="a lagging secondary; the task retries")
         codec = slice_codec(src.compression)
         writer.begin()
         try:
-            with writer.open_file(slice_file_name(codec), codec=codec, format=SLICE_FORMAT) as out, \
-                    compressed_writer(out, codec) as stream:
-                read = copy_entries(client, src.database, start, end, stream, read_preference=rp, member=member,
-                                    label=f"oplog slice {bid}")
-            oldest = oldest_position(client, rp)
-            if oldest is not None and oldest > start:  # rolled over DURING the read: the slice may lack entries
+            try:
+                with writer.open_file(slice_file_name(codec), codec=codec, format=SLICE_FORMAT) as out, \
+                        compressed_writer(out, codec) as stream:
+                    read = copy_entries(member_client, src.database, start, end, stream, member=name or member.address,
+                                        label=f"oplog slice {bid}")
+            except OplogRolledOver as rolled:  # DURING the read: the slice may lack entries
                 writer.abort()
-                _gap(base, all_stores, breaks, ROLLOVER, start, _rollover_reason(start, oldest), run_after, chain_id,
+                _gap(base, all_stores, breaks, ROLLOVER, start, _rollover_reason(start, rolled.oldest), run_after, chain_id,
                      needs_full=True)
                 base.status = "gap"
                 base.message = (f"the oplog rolled over while slice {bid} was read, so it may lack entries: not kept; "
@@ -159,11 +164,11 @@ def archive_slice(client, policy: Policy, source: str, local: LocalStore, stores
     return base
 
 
-def _chain_start(state: ChainState, result: SliceResult, client, rp, stores, breaks, run_after):
+def _chain_start(state: ChainState, result: SliceResult, client, stores, breaks, run_after):
     """(start, previous_id, chain_id, started_from) for the next slice, or (None, ...) after
     recording why there is none (gap / no full backup) on ``result``."""
     tip = state.tip
-    oldest = oldest_position(client, rp)
+    oldest = oldest_ts(client)
     if tip is not None and (oldest is None or oldest <= tip.end):
         return tip.end, tip.backup_id, tip.chain_id, tip.backup_id
     base = _newest_full_after(state, tip.end if tip is not None else None)

@@ -11,8 +11,10 @@ One safe operation, in this order (nothing touches the target before step 4):
 3. Every slice is read once: its entry count and order must match its manifest.
 4. The MongoDB safe restore of the base (safety backup of the target, restore with drop,
    validate; it rolls back by itself if any of that fails).
-5. Replay of the slice entries with ``base end < ts <= T`` through the client-side applier,
-   then validation (counts = restored + replayed inserts - deletes, indexes, ``validate``).
+5. Replay of the slice entries with ``base end < ts <= T`` through the client-side applier
+   (continuing the transactions the base's window left open at its end), then validation
+   (counts = the base's counts at its consistent point + what the slices inserted/deleted,
+   indexes, ``validate``).
    If the replay or this validation fails, the target is rolled back from the safety
    backup of step 4, as the safe restore would have done.
 """
@@ -37,6 +39,7 @@ from backup_dr.core.catalog import Catalog, CatalogEntry
 from backup_dr.core.errors import BackupDRError, IntegrityError, NotFoundError, PolicyError, RestoreError, RestoreRefused
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.backup import ARCHIVE_FORMAT
+from backup_dr.core.mongo.end_counts import expected_counts
 from backup_dr.core.mongo.mongo_errors import describe
 from backup_dr.core.mongo.restore import RestoreResult, RestoreState, open_archive, plan_restore
 from backup_dr.core.mongo.safe_restore import rollback, safe_restore, validate_restore
@@ -168,7 +171,7 @@ def _expected_after(result: RestoreResult, stats: ApplyStats) -> RestoreResult:
 def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source: MongoSource | str,
                     at: datetime | Timestamp, *, workdir: str | Path, safety_dir: str | Path, target_db: str | None = None,
                     collections: list[str] | None = None, drop: bool = False, backup_class: str | None = None,
-                    secrets: list[str] | None = None, use_server_apply_ops: bool | None = False) -> PitrRestoreResult:
+                    secrets: list[str] | None = None) -> PitrRestoreResult:
     """Restore ``source`` to ``at`` (aware datetime = that whole second; bson Timestamp = exact).
 
     :param stores: where to look, in order of preference (the local store first is cheapest).
@@ -205,10 +208,12 @@ def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source:
              ts_text(window.base.end), len(needed), ts_text(upper))
     source_db = base.details.get("database") or src.database
     safety_store = LocalStore(safety_dir, name="safety")
+    state = RestoreState()
     result = safe_restore(client, archive_path, codec=archive.codec, source_db=source_db, target_db=target_db,
                           collections=colls, drop=drop, safety_store=safety_store, backup_class=cls, source=src.name,
-                          secrets=secrets, use_server_apply_ops=use_server_apply_ops)
-    applier = OplogApplier(client, NamespaceMap(source_db, result.target_db, colls), use_server_apply_ops=use_server_apply_ops)
+                          secrets=secrets, expected=expected_counts(base), state=state)
+    base_txns = state.applier.txns if state.applier is not None else None  # open at the base's end: continued here
+    applier = OplogApplier(client, NamespaceMap(source_db, result.target_db, colls), transactions=base_txns)
     progress = Progress(f"point-in-time replay into {result.target_db}", unit="entries", logger=log)
     try:
         stats = applier.apply_all(_entries(fetched, window.base.end, upper, progress))
