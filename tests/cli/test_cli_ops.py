@@ -49,7 +49,7 @@ def _exists_everywhere(h, backup_id: str) -> dict[str, bool]:
 
 def test_prune_dry_run_deletes_nothing_and_prune_without_yes_refuses(fresh_history, cli_app):
     h = fresh_history()
-    old = h.files(cli_app, age=timedelta(days=300), key="old").backup_id
+    old = h.files(cli_app, age=timedelta(days=300), key="old", taken_then=True).backup_id
     new = h.files(cli_app, age=timedelta(hours=1), key="new").backup_id
     cli = h.cli()
     plan = cli.json("prune", "--dry-run")
@@ -78,7 +78,7 @@ def test_prune_dry_run_deletes_nothing_and_prune_without_yes_refuses(fresh_histo
 
 def test_prune_needs_every_store_unless_limited(fresh_history, cli_app):
     h = fresh_history()
-    h.files(cli_app, age=timedelta(days=300))
+    h.files(cli_app, age=timedelta(days=300), taken_then=True)
     h.files(cli_app, age=timedelta(hours=1), key="new")
     cli = h.cli().with_env(AIRFLOW_CONN_BACKUP_GCS=None)
     out = cli.run("prune", "--dry-run")

@@ -89,10 +89,10 @@ def run_list(args) -> int:
         if not d["backups"]:
             return f"no complete backups match (stores searched: {', '.join(d['stores'])})"
         width = max(len(r["backup_id"]) for r in d["backups"])
-        lines = [f"{'BACKUP ID':{width}}  {'TAKEN AT':20}  {'SIZE':>9}  {'COMPLETE IN':16}  VERIFICATION"]
+        lines = [f"{'BACKUP ID':{width}}  {'CAPTURED AT':20}  {'SIZE':>9}  {'COMPLETE IN':16}  VERIFICATION"]
         for r in d["backups"]:
             where = ",".join(r["complete_in"]) + (f" (partial: {','.join(r['partial_in'])})" if r["partial_in"] else "")
-            lines.append(f"{r['backup_id']:{width}}  {r['taken_at']:20}  {fmt_bytes(r['size']):>9}  {where:16}  "
+            lines.append(f"{r['backup_id']:{width}}  {r['taken_at'] or '-':20}  {fmt_bytes(r['size']):>9}  {where:16}  "
                          f"{_verification_text(r['verification'])}")
         if d["shown"] < d["total"]:
             lines.append(f"({d['shown']} of {d['total']} shown; --limit 0 for all)")

@@ -3,7 +3,9 @@
 A deadline catches a run that is late, never a run that did not happen; this check looks at
 what actually exists in the stores. For every class and source it reports the newest
 complete backup per store (its manifest exists only after replication re-read and hashed
-every byte) and its age against the class RPO, the last restore drill against the RTO,
+every byte) and its age against the class RPO — the age of its DATA, from the capture
+point the manifest records (the dump's consistent point, the snapshot time), never from
+the slot in its id: a 19:00 run that dumped at 22:15 is as fresh as 22:15 — the last restore drill against the RTO,
 and store reachability and capacity. The report is plain JSON (the seed's monitor wrote
 one too), kept in the local store, and drives the alerts and the UI page.
 
@@ -25,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from backup_dr.core.artifacts.layout import ROOT, kind_for, utc
 from backup_dr.core.artifacts.manifest import iso
-from backup_dr.core.catalog import Catalog, CatalogEntry, data_point
+from backup_dr.core.catalog import Catalog, CatalogEntry, newest_captured
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Policy
@@ -128,32 +130,34 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
         report.findings.append(Finding(status, f"{label}: no complete {kind} backup in any store"))
         out["status"] = status
         return out
-    newest = entries[0]
+    newest = newest_captured(entries) or entries[0]
     out["newest"] = newest.backup_id
     try:
-        point = data_point(newest.manifest(), "end")[0]
-        out["recovery_point"] = iso(datetime.fromtimestamp(point, timezone.utc))
+        out["recovery_point"] = iso(newest.captured_at)
     except BackupDRError as e:
         report.findings.append(Finding("critical", f"{label}: newest backup {newest.backup_id} has an unreadable manifest: {e.message}"))
     freshest_age = None
     for store in cls.stores:
         if store not in catalog.stores:
             continue
-        newest_here = next((e for e in entries if store in e.complete_in), None)
+        newest_here = newest_captured(entries, store=store)
         row: dict[str, Any] = {"newest": None, "status": "warning"}
         if newest_here is None:
             row["message"] = f"{label}: store {store} holds no complete backup (redundancy below policy)"
         else:
-            age = now - newest_here.bid.stamp
+            captured = newest_here.captured_at
+            age = now - captured
             freshest_age = age if freshest_age is None else min(freshest_age, age)
             rec = newest_here.verification(store)
-            row.update(newest=newest_here.backup_id, age_seconds=int(age.total_seconds()), size=newest_here.copies[store].size,
+            row.update(newest=newest_here.backup_id, captured_at=iso(captured), age_seconds=int(age.total_seconds()),
+                       size=newest_here.copies[store].size,
                        verified=None if rec is None else rec.get("ok"), verified_at=(rec or {}).get("checked_at"))
             if rec is not None and rec.get("ok") is False:
                 row.update(status="critical", message=f"{label}: {newest_here.backup_id} in {store} FAILED verification: "
                            + "; ".join(rec.get("problems") or [rec.get("error", "see record")]))
             elif not event_driven and age > rpo:
-                row.update(status="warning", message=f"{label}: newest backup in {store} is {format_duration(age)} old (RPO {format_duration(rpo)})")
+                row.update(status="warning", message=f"{label}: newest backup in {store} was captured {format_duration(age)} ago "
+                                                     f"(RPO {format_duration(rpo)})")
             else:
                 row["status"] = "healthy"
         out["stores"][store] = row
@@ -161,7 +165,8 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
         if row["status"] != "healthy":
             report.findings.append(Finding(row["status"], row["message"]))
     if not event_driven and freshest_age is not None and freshest_age > rpo:
-        report.findings.append(Finding("critical", f"{label}: RPO BREACHED: the freshest backup is {format_duration(freshest_age)} old (RPO {format_duration(rpo)})"))
+        report.findings.append(Finding("critical", f"{label}: RPO BREACHED: the freshest backup's data was captured "
+                                                   f"{format_duration(freshest_age)} ago (RPO {format_duration(rpo)})"))
         statuses.append("critical")
     out["rpo_seconds"] = int(rpo.total_seconds())
     out["freshest_age_seconds"] = None if freshest_age is None else int(freshest_age.total_seconds())

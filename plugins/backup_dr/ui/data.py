@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from backup_dr.core.artifacts.layout import kind_for, utc
 from backup_dr.core.artifacts.manifest import iso, parse_iso
-from backup_dr.core.catalog import Catalog, CatalogEntry
+from backup_dr.core.catalog import Catalog, CatalogEntry, newest_captured
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Job, Policy
 from backup_dr.core.stores.base import Store
@@ -68,10 +68,18 @@ def _manifest_facts(entry: CatalogEntry) -> dict[str, Any]:
             "files": len(m.files), "counts_total": sum(v for v in m.counts.values() if isinstance(v, int))}
 
 
+def _age(entry: CatalogEntry, now: datetime) -> int | None:
+    """Seconds since the entry's data was captured (None: its manifest cannot be read)."""
+    try:
+        return int((now - entry.captured_at).total_seconds())
+    except BackupDRError:
+        return None
+
+
 def _backup_row(entry: CatalogEntry, now: datetime) -> dict[str, Any]:
     row = entry.to_dict(with_verification=True)
     color, label = verification_color(entry.verified)
-    row.update(age_seconds=int((now - entry.bid.stamp).total_seconds()), verification={"color": color, "label": label},
+    row.update(age_seconds=_age(entry, now), verification={"color": color, "label": label},
                **_manifest_facts(entry))
     return row
 
@@ -80,7 +88,7 @@ def _history(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
     points = []
     for entry in reversed(entries[:HISTORY_POINTS]):
         facts = _manifest_facts(entry)
-        points.append({"backup_id": entry.backup_id, "taken_at": iso(entry.bid.stamp), "size": entry.size,
+        points.append({"backup_id": entry.backup_id, "taken_at": entry.to_dict(with_verification=False)["taken_at"], "size": entry.size,
                        "duration_seconds": facts.get("duration_seconds")})
     return points
 
@@ -115,12 +123,12 @@ def _store_freshness(cls: BackupClass, entries: list[CatalogEntry], unreachable:
             rows.append({"store": name, "color": RED, "newest": None, "age_seconds": None,
                          "message": f"unreachable: {unreachable[name]}"})
             continue
-        newest = next((e for e in entries if name in e.complete_in), None)
+        newest = newest_captured(entries, store=name)
         if newest is None:
             rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "age_seconds": None,
                          "message": "holds no complete backup (redundancy below policy)"})
             continue
-        age = int((now - newest.bid.stamp).total_seconds())
+        age = _age(newest, now)
         rows.append({"store": name, "color": age_color(age, rpo, event_driven=event_driven), "newest": newest.backup_id,
                      "age_seconds": age, "message": None})
     return rows
@@ -173,9 +181,12 @@ def _source_block(inputs: CatalogInputs, cls: BackupClass, job: Job, catalog: Ca
     event_driven = cls.schedule.interval is None
     entries = catalog.list(cls.name, job.source, kind)
     unreachable.update(catalog.errors)
-    newest = entries[0] if entries else None
-    age = int((now - newest.bid.stamp).total_seconds()) if newest else None
+    newest = newest_captured(entries)
+    age = _age(newest, now) if newest else None
     table = [_backup_row(e, now) for e in entries[:TABLE_ROWS]]
+    if newest is not None and all(r["backup_id"] != newest.backup_id for r in table):
+        table = [_backup_row(newest, now)] + table[: TABLE_ROWS - 1]
+    table.sort(key=lambda r: (r.get("taken_at") or "", r["backup_id"]), reverse=True)  # newest data first
     drill = _last_drill(entries, catalog)
     d_color, d_reason = drill_color(drill, rto, now)
     report_row = _report_row(inputs.report, cls.name, key)
