@@ -23,7 +23,7 @@ from backup_dr.core.artifacts.manifest import Manifest, Point, data_point, iso  
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.stores.base import Store
-from backup_dr.core.verify import latest_verification
+from backup_dr.core.verify import DRILL, copy_evidence, read_record
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class CatalogEntry:
         self.copies: dict[str, StoreCopy] = {}
         self._catalog = catalog
         self._manifest: Manifest | None = None
-        self._verification: dict[str, dict | None] = {}
+        self._records: dict[str, dict | None] = {}  # record key -> record (None: unreadable)
 
     def __repr__(self) -> str:
         return f"<CatalogEntry {self.bid} in {','.join(self.complete_in) or 'no store (incomplete)'}>"
@@ -94,27 +94,50 @@ class CatalogEntry:
         times = [c.manifest_mtime for c in self.copies.values() if c.complete and c.manifest_mtime is not None]
         return min(times) if len(times) == len(self.complete_in) and times else None
 
+    def _newest_record(self, store: str, pick: Callable[[dict], Any]) -> Any:
+        """``pick(record)`` of the newest record of ``store`` for which it is not None (records
+        are read newest first, each at most once)."""
+        copy = self.copies.get(store)
+        for key in reversed(copy.verify_keys if copy is not None else []):
+            if key not in self._records:
+                self._records[key] = read_record(self._catalog.stores[store], key)
+            found = pick(self._records[key]) if self._records[key] is not None else None
+            if found is not None:
+                return found
+        return None
+
     def verification(self, store: str) -> dict | None:
-        """The newest verification/drill record of this backup in ``store`` (None: never verified)."""
-        if store not in self._verification:
-            copy = self.copies.get(store)
-            if copy is None or not copy.verify_keys:
-                self._verification[store] = None
-            else:
-                self._verification[store] = latest_verification(self._catalog.stores[store], self.bid, keys=copy.verify_keys)
-        return self._verification[store]
+        """The state of this backup's copy in ``store``: the newest record about its bytes
+        (:func:`backup_dr.core.verify.copy_evidence`: a copy check, or what a drill's fetch
+        showed), or None (never checked)."""
+        return self._newest_record(store, copy_evidence)
+
+    def drill(self, store: str) -> dict | None:
+        """The newest restore-drill record of this backup in ``store`` (None: never drilled)."""
+        return self._newest_record(store, lambda r: r if r.get("kind") == DRILL else None)
 
     def verified_in(self) -> list[str]:
-        """Stores whose latest record for this backup says ok."""
+        """Stores whose latest copy check says ok."""
         return [n for n in self.complete_in if (self.verification(n) or {}).get("ok") is True]
 
     @property
     def verified(self) -> bool | None:
-        """True: some store's latest record is ok; False: records exist, all failed; None: never verified."""
+        """True: some store's latest copy check is ok; False: checks exist, all failed; None: never checked."""
         states = [(self.verification(n) or {}).get("ok") for n in self.complete_in]
         if any(s is True for s in states):
             return True
         return False if any(s is False for s in states) else None
+
+    def verification_state(self) -> dict[str, Any]:
+        """What was verified, how and when: the copy checks per store, and this backup's last drill.
+        ``state``: verified (every checked copy ok) | failed | mixed | never."""
+        by_store: dict[str, Any] = {}
+        for name in self.complete_in:
+            rec = self.verification(name)
+            by_store[name] = rec
+        oks = {r["ok"] for r in by_store.values() if r is not None}
+        state = "never" if not oks else "verified" if oks == {True} else "failed" if oks == {False} else "mixed"
+        return {"state": state, "by_store": by_store, "drill": last_drill([self])}
 
     def _captured_or_none(self) -> datetime | None:
         try:
@@ -123,15 +146,16 @@ class CatalogEntry:
             return None
 
     def to_dict(self, *, with_verification: bool = True) -> dict[str, Any]:
+        state = self.verification_state() if with_verification else None
         stores = {}
         for name, c in self.copies.items():
             row: dict[str, Any] = {"complete": c.complete, "size": c.size, "objects": c.objects}
-            if with_verification and c.complete:
-                rec = self.verification(name)
-                row.update(verified=None if rec is None else rec.get("ok"), verified_at=(rec or {}).get("checked_at"),
-                           verify_kind=(rec or {}).get("kind"))
+            if state is not None and c.complete:
+                rec = state["by_store"].get(name) or {}
+                row.update(verified=rec.get("ok"), verified_at=rec.get("checked_at"), verify_method=rec.get("method"))
             stores[name] = row
         return {"backup_id": self.backup_id, "class": self.bid.backup_class, "source": self.bid.source, "kind": self.bid.kind,
+                **({"verification_state": state} if state is not None else {}),
                 "slot": iso(self.bid.stamp), "taken_at": iso(self._captured_or_none()), "size": self.size, "complete_in": self.complete_in, "stores": stores}
 
 
@@ -249,6 +273,28 @@ def newest_captured(entries: Iterable[CatalogEntry], *, before: datetime | None 
             continue
         if best_at is None or (at, e.bid.stamp) > (best_at, best.bid.stamp):
             best, best_at = e, at
+    return best
+
+
+#: newest backups searched for the last drill record (drills restore the newest backup)
+DRILL_LOOKBACK = 10
+
+
+def last_drill(entries: Iterable[CatalogEntry], *, stores: Iterable[str] | None = None,
+               lookback: int = DRILL_LOOKBACK) -> dict[str, Any] | None:
+    """The newest restore-drill record among the first ``lookback`` entries (newest first), in
+    any of ``stores`` (default all): ``{**record, "store", "backup_id"}``, or None. Later copy
+    checks never hide a drill: drills are read as drills. The one reader of drill records, for
+    health, the CLI and the UI."""
+    allowed = set(stores) if stores is not None else None
+    best = None
+    for entry in list(entries)[:lookback]:
+        for name in entry.complete_in:
+            if allowed is not None and name not in allowed:
+                continue
+            rec = entry.drill(name)
+            if rec and (best is None or str(rec.get("checked_at", "")) > str(best.get("checked_at", ""))):
+                best = {**rec, "store": rec.get("store", name), "backup_id": rec.get("backup_id", entry.backup_id)}
     return best
 
 

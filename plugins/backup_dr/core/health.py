@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from backup_dr.core.artifacts.layout import ROOT, kind_for, utc
 from backup_dr.core.artifacts.manifest import iso
-from backup_dr.core.catalog import Catalog, CatalogEntry, newest_captured
+from backup_dr.core.catalog import Catalog, last_drill, newest_captured
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Policy
@@ -40,7 +40,6 @@ LATEST_REPORT = REPORT_PREFIX + "latest.json"
 _RANK = {"healthy": 0, "warning": 1, "critical": 2}
 LOW_SPACE_FRACTION = 0.10
 DRILL_STALE_AFTER = timedelta(hours=48)
-_DRILL_LOOKBACK = 10  # newest backups searched for the last drill record
 
 
 def worst(*statuses: str) -> str:
@@ -105,18 +104,6 @@ def _scan_stores(stores: Mapping[str, Store], report: HealthReport) -> None:
                 report.findings.append(Finding("warning", f"store {name} has only {frac:.0%} free ({info['free_bytes'] / 1e9:.1f} GB)"))
 
 
-def _last_drill(entries: list[CatalogEntry], stores: list[str]) -> dict[str, Any] | None:
-    best = None
-    for entry in entries[:_DRILL_LOOKBACK]:
-        for store in entry.complete_in:
-            if store not in stores:
-                continue
-            rec = entry.verification(store)
-            if rec and rec.get("kind") == "drill" and (best is None or rec.get("checked_at", "") > best.get("checked_at", "")):
-                best = rec
-    return best
-
-
 def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalog, now: datetime,
                   report: HealthReport) -> dict[str, Any]:
     rpo = cls.objective.rpo
@@ -170,8 +157,9 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
         statuses.append("critical")
     out["rpo_seconds"] = int(rpo.total_seconds())
     out["freshest_age_seconds"] = None if freshest_age is None else int(freshest_age.total_seconds())
-    drill = _last_drill(entries, list(cls.stores))
-    out["last_drill"] = drill and {k: drill.get(k) for k in ("backup_id", "checked_at", "ok", "restore_seconds", "rto_seconds", "problems")}
+    drill = last_drill(entries, stores=cls.stores)
+    out["last_drill"] = drill and {k: drill.get(k) for k in ("backup_id", "store", "checked_at", "ok", "restore_seconds",
+                                                             "fetch_seconds", "rto_seconds", "problems", "dag_run")}
     rto = cls.objective.rto
     if drill is None:
         statuses.append("warning")
