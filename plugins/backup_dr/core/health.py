@@ -112,8 +112,12 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
     entries = catalog.list(cls.name, source_name, kind)
     out: dict[str, Any] = {"kind": kind, "stores": {}, "backups": len(entries)}
     statuses = []
+    blind = [n for n in cls.stores if not report.stores.get(n, {}).get("reachable", True)]
+    for store in blind:  # the store finding says why
+        out["stores"][store] = {"newest": None, "status": "critical", "message": f"{label}: store {store} unreachable"}
+        statuses.append("critical")
     if not entries:
-        status = "warning" if event_driven else "critical"
+        status = "critical" if blind or not event_driven else "warning"
         report.findings.append(Finding(status, f"{label}: no complete {kind} backup in any store"))
         out["status"] = status
         return out
@@ -179,11 +183,30 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
     return out
 
 
+def _unavailable_stores(policy: Policy, unavailable: Mapping[str, str], report: HealthReport) -> None:
+    """Stores whose client could not even be built (a broken connection, missing credentials): as
+    blind a spot as a store that does not answer, so a finding, critical when a class keeps copies there."""
+    for name, why in unavailable.items():
+        spec = policy.stores.get(name)
+        report.stores[name] = {"type": spec.type if spec else None, "reachable": False, "error": why}
+        users = [c.name for c in policy.classes.values() if name in c.stores]
+        pitr = [f"pitr {p.source}" for p in policy.pitr.values() if name in p.stores]
+        needed = f" (needed by {', '.join(users + pitr)})" if users or pitr else " (no class keeps copies there)"
+        report.findings.append(Finding("critical" if users or pitr else "warning",
+                                       f"store {name} is unreachable from here: {why}{needed}"))
+
+
 def check_health(policy: Policy, stores: Mapping[str, Store], *, now: datetime | None = None,
+                 unavailable: Mapping[str, str] | None = None,
                  extra_checks: list[Callable[[Policy, Catalog, HealthReport, datetime], None]] | None = None) -> HealthReport:
-    """Build the health report over every class of the policy. Never raises for a bad store."""
+    """Build the health report over every class of the policy. Never raises for a bad store.
+
+    :param unavailable: stores that could not be opened at all, with the reason: each is a
+        finding (critical for a class or PITR chain that uses it) and makes those classes
+        critical, exactly like a store that does not answer."""
     now = utc(now or datetime.now(timezone.utc))
     report = HealthReport(generated_at=now)
+    _unavailable_stores(policy, unavailable or {}, report)
     _scan_stores(stores, report)
     reachable = {n: s for n, s in stores.items() if report.stores.get(n, {}).get("reachable")}
     catalog = Catalog(reachable)
