@@ -176,7 +176,7 @@ def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[st
     for cls in classes:
         for kind in kinds:
             entry = catalog.newest(cls, source, kind)
-            if entry is not None and (cls not in found or entry.bid.stamp > found[cls].bid.stamp):
+            if entry is not None and (cls not in found or entry.captured_at > found[cls].captured_at):
                 found[cls] = entry
     if not found:
         raise NotFoundError(f"no complete {'/'.join(kinds)} backup of {source!r} in any reachable store "
