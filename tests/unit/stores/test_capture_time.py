@@ -79,3 +79,23 @@ def test_retention_keeps_an_old_slot_rerun_holding_recent_data(tmp_path, policy)
     assert "within 3 months" in decisions[rerun.backup_id].reasons
     assert any(r.startswith("newest full backup") for r in decisions[rerun.backup_id].reasons)
     assert decisions[week.backup_id].action == "keep"
+
+
+def test_a_late_full_backup_is_never_the_pitr_base_for_a_time_it_postdates(tmp_path, policy):
+    """Full A (slot 10:00) captured at 10:01; full B ran late (slot 09:00) and captured at 12:00;
+    slices chain 10:01 -> 13:00. Restoring to 11:30 must start from A (B's data is from after
+    11:30); to 12:30 from B, the newest base at or before it."""
+    from synthetic_history import write
+
+    from backup_dr.core.pitr import plan_point_in_time
+
+    store = LocalStore(tmp_path / "backups", name="local")
+    day = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=2)
+    at = lambda h, m=0: day + timedelta(hours=h, minutes=m)  # noqa: E731
+    a = write(store, "critical_data", "mongodb", "full", at(10), end=at(10, 1))
+    b = write(store, "critical_data", "mongodb", "full", at(9), end=at(12))
+    s1 = write(store, "critical_data", "mongodb", "oplog", at(11), start=at(10, 1), end=at(11))
+    write(store, "critical_data", "mongodb", "oplog", at(13), start=at(11), end=at(13), previous_id=str(s1))
+    plan = plan_point_in_time({"local": store}, policy, "mongodb", at(11, 30))
+    assert plan.window.base.backup_id == str(a)
+    assert plan_point_in_time({"local": store}, policy, "mongodb", at(12, 30)).window.base.backup_id == str(b)
