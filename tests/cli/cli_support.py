@@ -146,6 +146,30 @@ class History:
         bid = BackupId.new(cls_name, source.name, kind_for(source, metadata_only=metadata_only), when)
         return ArtifactWriter(self.local, bid, source_type=source.type, retention=cls.retention, run_after=when)
 
+    def backdate(self, manifest, age: timedelta):
+        """Make a just-made local backup look as if it had been TAKEN ``age`` ago (its slot already
+        is): every time in its manifest moves back by ``age`` — started, finished, the capture
+        point, the expiry — and so does the manifest file's mtime. Call before replicating."""
+        def shift(text):
+            return (datetime.fromisoformat(text.replace("Z", "+00:00")) - age).isoformat().replace("+00:00", "Z")
+
+        cp = dict(manifest.consistent_point)
+        for k, v in cp.items():
+            if isinstance(v, dict) and "t" in v:
+                cp[k] = {**v, "t": int(v["t"] - age.total_seconds())}
+            elif isinstance(v, str) and k in ("end_time", "time", "start_time"):
+                cp[k] = shift(v)
+        retention = dict(manifest.retention)
+        if retention.get("expires_at"):
+            retention["expires_at"] = shift(retention["expires_at"])
+        old = replace(manifest, started_at=shift(manifest.started_at), finished_at=shift(manifest.finished_at),
+                      consistent_point=cp, retention=retention)
+        path = self.local.path(old.id.manifest_key)
+        path.write_bytes(old.to_json())
+        stamp = old.finished.timestamp()
+        os.utime(path, (stamp, stamp))
+        return old
+
     def replicate(self, cls_name: str, manifest) -> None:
         targets = [self.stores[n] for n in self.policy.classes[cls_name].stores if n != "local"]
         replicate_all(self.local, manifest, targets)
@@ -170,11 +194,14 @@ class History:
         return m
 
     def files(self, app: Path, *, source_name: str = "app_config", cls_name: str = "configuration",
-              age: timedelta = timedelta(hours=3), key: str = "files"):
+              age: timedelta = timedelta(hours=3), key: str = "files", taken_then: bool = False):
+        """``taken_then``: the backup's data is ``age`` old too (:meth:`backdate`), not just its slot."""
         from backup_dr.core.files import backup_files
 
         source = replace(self.policy.sources[source_name], path=str(app / source_name.removeprefix("app_")))
         m = backup_files(source, self._writer(cls_name, source, age=age))
+        if taken_then:
+            m = self.backdate(m, age)
         self.replicate(cls_name, m)
         self.ids[key] = m.backup_id
         return m

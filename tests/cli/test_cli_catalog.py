@@ -38,7 +38,7 @@ def test_list_filters_and_limit(cli, history):
 def test_list_human_output_has_columns(cli, history):
     out = cli.ok("list", "--source", "mongodb")
     header, row = out.stdout.splitlines()[:2]
-    assert header.split()[:5] == ["BACKUP", "ID", "TAKEN", "AT", "SIZE"]
+    assert header.split()[:5] == ["BACKUP", "ID", "CAPTURED", "AT", "SIZE"]
     assert row.startswith(history.ids["mongo"]) and "local,s3,gcs" in row
 
 

@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.health import load_latest_report
+from backup_dr.core.policy import load_policy
 from backup_dr.core.verify import latest_verification
+from backup_dr.ui.data import CatalogInputs, build_catalog
 
 from cli_support import mongo_conn_json
 
@@ -49,7 +51,7 @@ def _exists_everywhere(h, backup_id: str) -> dict[str, bool]:
 
 def test_prune_dry_run_deletes_nothing_and_prune_without_yes_refuses(fresh_history, cli_app):
     h = fresh_history()
-    old = h.files(cli_app, age=timedelta(days=300), key="old").backup_id
+    old = h.files(cli_app, age=timedelta(days=300), key="old", taken_then=True).backup_id
     new = h.files(cli_app, age=timedelta(hours=1), key="new").backup_id
     cli = h.cli()
     plan = cli.json("prune", "--dry-run")
@@ -78,7 +80,7 @@ def test_prune_dry_run_deletes_nothing_and_prune_without_yes_refuses(fresh_histo
 
 def test_prune_needs_every_store_unless_limited(fresh_history, cli_app):
     h = fresh_history()
-    h.files(cli_app, age=timedelta(days=300))
+    h.files(cli_app, age=timedelta(days=300), taken_then=True)
     h.files(cli_app, age=timedelta(hours=1), key="new")
     cli = h.cli().with_env(AIRFLOW_CONN_BACKUP_GCS=None)
     out = cli.run("prune", "--dry-run")
@@ -100,7 +102,8 @@ def test_health_reports_critical_with_reasons_and_saves(cli, history):
     assert any(r.startswith("critical: store s3 is unreachable from here") for r in no_s3["reasons"])
 
 
-def test_verify_scratch_drill_makes_health_green(fresh_history, mongo_client, seeded_mongo, mongo_scratch_server, tmp_path):
+def test_verify_scratch_drill_makes_health_green(fresh_history, mongo_client, seeded_mongo, mongo_scratch_server, tmp_path,
+                                                 monkeypatch):
     h = fresh_history()
     m = h.mongo(mongo_client)
     policy = tmp_path / "policy.yaml"
@@ -115,11 +118,31 @@ def test_verify_scratch_drill_makes_health_green(fresh_history, mongo_client, se
     assert data["drill"]["details"]["documents"] == sum(m.counts.values())
     assert set(mongo_scratch_server.client().list_database_names()) == dbs_before  # scratch db dropped
     rec = latest_verification(h.local, m.backup_id, kind="drill")
-    assert rec["ok"] is True and rec["rto_seconds"] == 1800 and rec["via"] == "cli"
+    assert rec["ok"] is True and rec["rto_seconds"] == 1800 and rec["via"] == "cli" and rec["copy_ok"] is True
+    # the drill's time runs from the first byte fetched to the checked target: the download is in it
+    assert rec["fetch_seconds"] > 0 and rec["restore_seconds"] >= rec["details"]["seconds"] + rec["fetch_seconds"] - 0.002
     shown = cli.json("show", m.backup_id)
-    assert [r["kind"] for r in shown["verification"]["local"]] == ["verify", "drill"]
+    # replication to s3 and to gcs each read the local copy in full; then verify re-hashed it; then the drill
+    assert [(r["kind"], r.get("method")) for r in shown["verification"]["local"]] == [
+        ("verify", "read while replicating"), ("verify", "read while replicating"), ("verify", "re-hash"), ("drill", None)]
     after = cli.json("health", expect=0)
     assert after["status"] == "healthy", after["reasons"]
+
+    # a copy check AFTER the drill must not hide the drill from any view (it did from `health`)
+    assert cli.json("verify", m.backup_id)["ok"] is True
+    after = cli.json("health", expect=0)
+    assert after["status"] == "healthy", after["reasons"]
+    drill = after["classes"]["critical_data"]["sources"]["mongodb"]["last_drill"]
+    assert drill["checked_at"] == rec["checked_at"] and drill["store"] == "local"
+    listed = cli.json("list")["backups"][0]["verification"]
+    assert listed["state"] == "verified" and listed["drill"]["checked_at"] == rec["checked_at"]
+    assert {n: r["method"] for n, r in listed["by_store"].items()} == {"local": "re-hash", "s3": "re-hash", "gcs": "re-hash"}
+    for k, v in h.env().items():
+        monkeypatch.setenv(k, v)
+    page = build_catalog(CatalogInputs(load_policy(policy), h.stores))
+    src = page["classes"][0]["sources"][0]
+    assert src["last_drill"]["record"]["checked_at"] == rec["checked_at"] and src["last_drill"]["color"] == "green"
+    assert src["newest"]["verification"]["label"] == "verified"
 
     out = cli.run("verify", m.backup_id, "--scratch", "--scratch-conn", "mongo_korea_public_data",
                   extra_env={"AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA": mongo_conn_json(mongo_scratch_server)})

@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -93,9 +94,9 @@ def test_restore_mongo_argument_errors(cli, history, monkeypatch):
     cases = [
         (("restore", "mongo", "--to", "mongo_scratch"), "give a backup id (or 'latest') OR --at TIME"),
         (("restore", "mongo", mongo_id, "--at", "2026-01-01T00:00:00Z", "--to", "mongo_scratch"), "not both"),
-        (("restore", "mongo", "--at", "2026-01-01T08:00", "--to", "mongo_scratch"), "has no time zone"),
         (("restore", "mongo", "--at", "2999-01-01T00:00:00Z", "--to", "mongo_scratch"), "is in the future"),
-        (("restore", "mongo", "--at", "yesterday", "--to", "mongo_scratch"), "neither an ISO 8601 time nor Timestamp(t, i)"),
+        (("restore", "mongo", "--at", "2999-01-01T08:00", "--to", "mongo_scratch"), "is in the future"),
+        (("restore", "mongo", "--at", "yesterday", "--to", "mongo_scratch"), "is not an ISO 8601 time"),
         (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--collections", "announcements,nope"), "no collection(s) nope"),
         (("restore", "mongo", mongo_id, "--to", "mongo_nowhere"), "connection 'mongo_nowhere' is not defined"),
         (("restore", "mongo", history.ids["redis"], "--to", "mongo_scratch"), "use: python -m backup_dr restore redis"),
@@ -106,6 +107,11 @@ def test_restore_mongo_argument_errors(cli, history, monkeypatch):
         out = cli.run(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr, (args, out.stderr)
+    # a policy that does not opt in to its time zone refuses a time without an offset, naming both fixes
+    out = cli.run("restore", "mongo", "--at", "2026-01-01T08:00", "--to", "mongo_scratch",
+                  extra_env={"BACKUP_DR_NAIVE_TIMES": "refuse"})
+    assert out.returncode == 2 and "has no time zone" in out.stderr, out.stderr
+    assert "2026-01-01T08:00+09:00" in out.stderr and "naive_times: policy_timezone" in out.stderr, out.stderr
     out = cli.run("restore", "mongo", mongo_id, "--to", "redis_target",
                   extra_env={"AIRFLOW_CONN_REDIS_TARGET": '{"conn_type": "redis", "host": "127.0.0.1"}'})
     assert out.returncode == 2 and "a MongoDB target needs conn_type 'mongo'" in out.stderr
@@ -266,7 +272,15 @@ def test_point_in_time_restore_through_the_cli_alone(fresh_history, mongo_client
         at = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         cli = h.cli(mongo_scratch=mongo_conn_json(mongo_scratch_server))
         env = {"BACKUP_DR_POLICY": str(policy_file)}
-        data = cli.json("restore", "mongo", "--at", at, "--to", "mongo_scratch", "--db", target, extra_env=env)
+        # the on-call DBA types the Seoul wall-clock time, no offset (the policy reads it in Asia/Seoul)
+        kst = datetime.fromtimestamp(t, ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%dT%H:%M:%S")
+        out = cli.run("restore", "mongo", "--at", kst, "--to", "mongo_scratch", "--db", target, "--json", extra_env=env)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        echo = f"point in time: {kst!r} read as policy time zone Asia/Seoul = {at[:-1]}Z (UTC) = {kst.replace('T', ' ')} KST"
+        assert echo in out.stderr, out.stderr
+        assert out.stderr.index(echo) < out.stderr.index("restoring critical_data/mongodb to")  # said back before the restore
+        assert data["at"]["utc"] == at and data["at"]["read_as"] == "policy time zone Asia/Seoul", data["at"]
         r = data["restore"]
         assert r["base_backup"] == full.backup_id and r["slice_ids"] == [sliced.backup_id], r
         assert r["mode"] == "whole_second" and r["replayed_entries"] > 0 and r["validated"] is True, r

@@ -46,11 +46,20 @@ class Approver:
     def __init__(self, answers: dict[str, tuple[str, dict]]):
         self.answers = answers  # task_id -> (option, params_input)
         self.answered: list[str] = []
+        self.errors: list[str] = []  # passes that failed (and were retried)
         self._stop = False
 
     def _loop(self):
         import time
 
+        while not self._stop:
+            time.sleep(0.3)
+            try:
+                self._answer_pending()
+            except Exception as e:  # noqa: BLE001 - e.g. SQLite "database is locked" under load: the next pass retries
+                self.errors.append(repr(e))
+
+    def _answer_pending(self):
         from airflow.models.hitl import HITLDetail
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.models.trigger import handle_event_submit
@@ -58,21 +67,19 @@ class Approver:
         from airflow.utils import timezone
         from airflow.utils.session import create_session
 
-        while not self._stop:
-            time.sleep(0.3)
-            with create_session() as s:
-                for d in s.query(HITLDetail).filter(HITLDetail.responded_at.is_(None)).all():
-                    ti = s.get(TI, d.ti_id)
-                    if ti is None or ti.task_id not in self.answers or str(ti.state) != "awaiting_input":
-                        continue
-                    option, params = self.answers[ti.task_id]
-                    d.responded_by = {"id": "oncall", "name": "on-call DBA"}
-                    d.responded_at = timezone.utcnow()
-                    d.chosen_options = [option]
-                    d.params_input = params
-                    s.add(d)
-                    handle_event_submit(TriggerEvent(d.as_resume_event_payload()), task_instance=ti, session=s)
-                    self.answered.append(ti.task_id)
+        with create_session() as s:
+            for d in s.query(HITLDetail).filter(HITLDetail.responded_at.is_(None)).all():
+                ti = s.get(TI, d.ti_id)
+                if ti is None or ti.task_id not in self.answers or str(ti.state) != "awaiting_input":
+                    continue
+                option, params = self.answers[ti.task_id]
+                d.responded_by = {"id": "oncall", "name": "on-call DBA"}
+                d.responded_at = timezone.utcnow()
+                d.chosen_options = [option]
+                d.params_input = params
+                s.add(d)
+                handle_event_submit(TriggerEvent(d.as_resume_event_payload()), task_instance=ti, session=s)
+                self.answered.append(ti.task_id)
 
     def __enter__(self):
         import threading

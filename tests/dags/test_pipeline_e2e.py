@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from backup_dr.core.verify import latest_verification
 from tests.dags.conftest import run_dag
 
 pytestmark = pytest.mark.slow
@@ -22,6 +23,13 @@ def _xcom(dr, task_id):
     with create_session() as session:
         row = session.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id, task_id=task_id, key="return_value").first()
         return row.value if row is not None else None
+
+
+def open_policy_store(name: str):
+    """A store of the policy as the operators open it (this test's buckets and local dir)."""
+    from backup_dr.operators._common import get_policy, open_store
+
+    return open_store(get_policy().stores[name])
 
 
 def test_backup_drill_health_and_alerts(stack, mongo_client, mongo_scratch_server):
@@ -43,12 +51,20 @@ def test_backup_drill_health_and_alerts(stack, mongo_client, mongo_scratch_serve
     assert bundle["kind"] == "bundle"
 
     # drill: every newest backup restored into scratch targets, times recorded
+    scratch_before = set(mongo_scratch_server.client().list_database_names())
     dr, states = run_dag("ops_restore_drill", logical_date=now - timedelta(minutes=20))
     assert str(dr.state) == "success", states
     drill = _xcom(dr, "drill_critical_data_mongodb")
     assert drill["ok"] is True and 0 < drill["restore_seconds"] < drill["rto_seconds"]
     assert drill["store"] == "gcs"  # the most remote copy is the one drilled
-    assert mongo_scratch_server.client().list_database_names() is not None
+    backup = _xcom(runs["backup_critical_data"], "backup_mongodb")
+    record = latest_verification(open_policy_store("gcs"), backup["backup_id"], kind="drill")
+    # the drill really restored the whole backup into scratch (every document, download included in its time) ...
+    assert record["ok"] is True and record["details"]["documents"] == sum(backup["counts"].values()) > 0
+    assert record["restore_seconds"] == drill["restore_seconds"] and record["fetch_seconds"] > 0
+    # ... into the scratch server, never production, and dropped its scratch database afterwards
+    assert record["details"]["scratch_db"] not in mongo_client.list_database_names()
+    assert set(mongo_scratch_server.client().list_database_names()) == scratch_before
 
     # health: fresh backups, fresh drills -> healthy, no alert
     smtp.messages.clear(), slack.requests.clear()

@@ -97,12 +97,15 @@ def test_dr_pick_backup_skips_the_bad_copies_and_the_recovery_uses_the_good_one(
     with Approver({"provision_mongodb": ("Approve", {})}):
         dr, states = run_dag("dr_database_server_failure", run_conf={"dry_run": False})
     assert str(dr.state) == "success", states
-    pick = xcom(dr, "pick_backup")
-    assert pick["backup_id"] == damaged_backup.backup_id and pick["store"] == "gcs", pick
+    pick = xcom(dr, "pick_backup")  # a real run downloads nothing to pick: the restore verifies as it fetches
+    assert pick["backup_id"] == damaged_backup.backup_id and pick["order"] == ["local", "s3", "gcs"], pick
     log = output.text()
-    for store in ("local", "s3"):
-        assert f"copy of {damaged_backup.backup_id} in {store} is BAD" in log, store
+    for store, then in (("local", "s3"), ("s3", "gcs")):
+        assert f"the copy of {damaged_backup.backup_id} in store {store} is not usable" in log, store
+        assert f"falling back to store {then}" in log
     restored = xcom(dr, "restore")
-    assert restored["dry_run"] is False
+    assert restored["dry_run"] is False and restored["store"] == "gcs"
+    assert [s["store"] for s in restored["fell_back_from"]] == ["local", "s3"]
+    assert all("does not match its manifest" in s["reason"] for s in restored["fell_back_from"])
     assert raw_snapshot(replacement_mongo.client()["korea_public_data"]) == \
         raw_snapshot(mongo_client["korea_public_data"], CRITICAL)

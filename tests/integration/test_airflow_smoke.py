@@ -1,13 +1,33 @@
-"""Airflow's metadata DB migrates and connections resolve from AIRFLOW_CONN_* variables."""
+"""The operators' connection layer against the real servers: Airflow resolves the connections the
+policy names (from AIRFLOW_CONN_* here, a secrets backend in production) and the product builds
+working clients from them — a MongoDB it can ping, an S3 and a GCS store it can write, read
+back and hash — with no secret in what it reports."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 
-def test_airflow_db_and_env_connections(airflow_db, mongo_server, s3_server):
-    from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection("mongo_korea_public_data")
-    assert conn.conn_type == "mongo" and conn.port == mongo_server.port
-    s3 = BaseHook.get_connection("backup_s3")
-    assert s3.extra_dejson["endpoint_url"] == s3_server.endpoint_url
-    assert (airflow_db / "airflow.db").exists()
+def test_operators_build_working_clients_from_airflow_connections(airflow_db, mongo_server, s3_bucket, gcs_bucket):
+    from backup_dr.operators._common import conn_info, get_policy, mongo_client, open_store
+
+    mongo = conn_info("mongo_korea_public_data")
+    assert (mongo.host, mongo.port) == ("127.0.0.1", mongo_server.port)
+    with mongo_client("mongo_korea_public_data") as client:
+        assert client.admin.command("ping")["ok"] == 1.0
+        assert client.admin.command("hello")["setName"]  # the replica-set view the dump relies on
+
+    policy = get_policy()
+    payload = f"smoke {uuid.uuid4()}".encode() * 100
+    for name, bucket in (("s3", s3_bucket), ("gcs", gcs_bucket)):
+        store = open_store(policy.stores[name])  # S3Hook / GCSHook clients from the Airflow connections
+        assert bucket in store.describe()
+        key = f"backup-dr-v1/_smoke/{uuid.uuid4().hex}.bin"
+        store.put_bytes(key, payload)
+        assert store.get_bytes(key) == payload
+        assert store.hash_object(key) == (len(payload), hashlib.sha256(payload).hexdigest())
+        store.delete(key)
+        assert store.stat(key) is None
+        secret = conn_info(policy.stores[name].conn_id).password
+        assert not secret or secret not in store.describe()

@@ -87,12 +87,18 @@ def test_missing_backup_is_explicit(data):
 def test_verification_state_of_each_backup(data):
     crit = source(data, "critical_data", "mongodb")
     assert crit["newest"]["verification"] == {"color": "green", "label": "verified"}
-    assert crit["newest"]["stores"]["s3"]["verify_kind"] == "drill" and crit["newest"]["stores"]["s3"]["verified"] is True
-    assert crit["newest"]["stores"]["gcs"]["verified"] is None
-    assert crit["table"][1]["verification"]["label"] == "unverified"
-    uploads = source(data, "operational_data", "app_uploads")
-    assert uploads["newest"]["verification"] == {"color": "red", "label": "failed"}
-    assert uploads["color"] == "red"
+    stores = crit["newest"]["stores"]
+    assert (stores["s3"]["verify_method"], stores["s3"]["verified"]) == ("read for a restore drill", True)
+    assert (stores["gcs"]["verify_method"], stores["gcs"]["verified"]) == ("replication read-back", True)
+    assert (stores["local"]["verify_method"], stores["local"]["verified"]) == ("re-hash", True)
+    # replicated, so every copy was read back: verified, not "unverified" (issue 14 item 10)
+    assert crit["table"][1]["verification"]["label"] == "verified"
+    assert crit["table"][1]["stores"]["local"]["verify_method"] == "read while replicating"
+    assert crit["table"][2]["verification"]["label"] == "unverified"  # local only, never checked
+    uploads = source(data, "operational_data", "app_uploads")  # local copy failed its re-hash, the S3 copy is good
+    assert uploads["newest"]["verification"] == {"color": "amber", "label": "a copy failed"}
+    assert uploads["newest"]["stores"]["local"]["verified"] is False and uploads["newest"]["stores"]["s3"]["verified"] is True
+    assert uploads["color"] == "amber"
 
 
 def test_last_drill_against_rto(data):

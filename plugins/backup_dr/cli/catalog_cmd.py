@@ -13,7 +13,7 @@ from typing import Any
 from backup_dr.cli.common import (fmt_age, fmt_bytes, fmt_time, find_backup, open_policy_stores, warn_catalog_errors)
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.core.artifacts.manifest import parse_iso
-from backup_dr.core.catalog import Catalog, CatalogEntry, data_point
+from backup_dr.core.catalog import Catalog, data_point
 from backup_dr.core.verify import read_record
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -45,26 +45,18 @@ def register(sub, common) -> None:
     s.set_defaults(func=run_show)
 
 
-def verification_summary(entry: CatalogEntry) -> dict[str, Any]:
-    """``state``: verified | failed | mixed | never, with the latest record per store."""
-    by_store = {}
-    for name in entry.complete_in:
-        rec = entry.verification(name)
-        by_store[name] = None if rec is None else {"ok": rec.get("ok"), "kind": rec.get("kind"),
-                                                   "checked_at": rec.get("checked_at")}
-    states = {r["ok"] for r in by_store.values() if r is not None}
-    state = "never" if not states else "verified" if states == {True} else "failed" if states == {False} else "mixed"
-    return {"state": state, "by_store": by_store}
-
-
 def _verification_text(v: dict[str, Any]) -> str:
+    """The copy checks (``CatalogEntry.verification_state``, the same the UI shows), then the drill."""
+    drill = v.get("drill")
+    tail = "" if not drill else (f"; drill {'ok' if drill.get('ok') else 'FAILED'} {fmt_age(parse_iso(drill.get('checked_at')))}"
+                                 f" from {drill.get('store')}")
     if v["state"] == "never":
-        return "never verified"
+        return "copies never checked" + tail
     parts = []
     for store, rec in v["by_store"].items():
         if rec is not None:
-            parts.append(f"{store}:{'ok' if rec['ok'] else 'FAILED'}({rec['kind']} {fmt_age(parse_iso(rec['checked_at']))})")
-    return ("OK " if v["state"] == "verified" else v["state"].upper() + " ") + " ".join(parts)
+            parts.append(f"{store}:{'ok' if rec['ok'] else 'FAILED'}({rec['method']} {fmt_age(parse_iso(rec['checked_at']))})")
+    return ("OK " if v["state"] == "verified" else v["state"].upper() + " ") + " ".join(parts) + tail
 
 
 def run_list(args) -> int:
@@ -80,7 +72,7 @@ def run_list(args) -> int:
     for e in entries:
         row = e.to_dict(with_verification=False)
         row["partial_in"] = [n for n, c in e.copies.items() if not c.complete]
-        row["verification"] = verification_summary(e)
+        row["verification"] = e.verification_state()
         rows.append(row)
     data = {"stores": list(stores.opened), "unavailable_stores": stores.unavailable, "store_errors": errors,
             "total": total, "shown": len(rows), "backups": rows}
@@ -89,10 +81,10 @@ def run_list(args) -> int:
         if not d["backups"]:
             return f"no complete backups match (stores searched: {', '.join(d['stores'])})"
         width = max(len(r["backup_id"]) for r in d["backups"])
-        lines = [f"{'BACKUP ID':{width}}  {'TAKEN AT':20}  {'SIZE':>9}  {'COMPLETE IN':16}  VERIFICATION"]
+        lines = [f"{'BACKUP ID':{width}}  {'CAPTURED AT':20}  {'SIZE':>9}  {'COMPLETE IN':16}  VERIFICATION"]
         for r in d["backups"]:
             where = ",".join(r["complete_in"]) + (f" (partial: {','.join(r['partial_in'])})" if r["partial_in"] else "")
-            lines.append(f"{r['backup_id']:{width}}  {r['taken_at']:20}  {fmt_bytes(r['size']):>9}  {where:16}  "
+            lines.append(f"{r['backup_id']:{width}}  {r['taken_at'] or '-':20}  {fmt_bytes(r['size']):>9}  {where:16}  "
                          f"{_verification_text(r['verification'])}")
         if d["shown"] < d["total"]:
             lines.append(f"({d['shown']} of {d['total']} shown; --limit 0 for all)")

@@ -21,6 +21,7 @@ from backup_dr.core.catalog import Catalog, CatalogEntry
 from backup_dr.core.connections import ConnInfo, conn_from_env, redact
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, NotFoundError
+from backup_dr.core.good_copy import store_order
 from backup_dr.core.policy_model import Policy
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.factory import open_store
@@ -61,15 +62,6 @@ class Stores:
     def warn_unavailable(self) -> None:
         for name, why in self.unavailable.items():
             log.warning("store %s is not used: %s", name, why)
-
-
-def store_order(policy: Policy, backup_class: str | None = None) -> list[str]:
-    """Store names by preference: the class's own order (local first, then the remote copies, as
-    the policy lists them), then every other store of the policy."""
-    first = list(policy.classes[backup_class].stores) if backup_class in policy.classes else []
-    for cls in policy.classes.values():
-        first += [n for n in cls.stores if n not in first]
-    return first + sorted(n for n in policy.stores if n not in first)
 
 
 def open_policy_stores(policy: Policy, names: Iterable[str] | None = None) -> Stores:
@@ -184,7 +176,7 @@ def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[st
     for cls in classes:
         for kind in kinds:
             entry = catalog.newest(cls, source, kind)
-            if entry is not None and (cls not in found or entry.bid.stamp > found[cls].bid.stamp):
+            if entry is not None and (cls not in found or entry.captured_at > found[cls].captured_at):
                 found[cls] = entry
     if not found:
         raise NotFoundError(f"no complete {'/'.join(kinds)} backup of {source!r} in any reachable store "

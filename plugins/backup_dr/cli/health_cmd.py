@@ -12,7 +12,7 @@ from typing import Any
 
 from backup_dr.cli.common import local_store, open_policy_stores
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
-from backup_dr.core.health import Finding, check_health, save_report
+from backup_dr.core.health import check_health, save_report
 
 _EPILOG = """\
 examples:
@@ -39,11 +39,7 @@ def run(args) -> int:
     stores = open_policy_stores(policy)
     from backup_dr.core.pitr.health import pitr_health_check  # imported late: only `health` needs it
 
-    report = check_health(policy, stores.opened, extra_checks=[pitr_health_check])
-    for name, why in stores.unavailable.items():
-        spec = policy.stores[name]
-        report.stores[name] = {"type": spec.type, "reachable": False, "error": why}
-        report.findings.append(Finding("critical", f"store {name} is unreachable from here: {why}"))
+    report = check_health(policy, stores.opened, unavailable=stores.unavailable, extra_checks=[pitr_health_check])
     data: dict[str, Any] = report.to_dict()
     if args.save:
         local = local_store(policy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import re
 import tempfile
 from dataclasses import asdict, is_dataclass
@@ -23,7 +24,7 @@ from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
-from backup_dr.core.errors import RestoreRefused, TargetNotEmpty
+from backup_dr.core.errors import TargetNotEmpty
 from backup_dr.core.mongo.backup import restore_mongodb
 
 log = logging.getLogger("backup_dr.cli")
@@ -31,23 +32,21 @@ log = logging.getLogger("backup_dr.cli")
 _BAD_DB = re.compile(r'[/\\. "$\x00]')
 
 
-def parse_at(text: str, now: datetime | None = None):
-    """``--at``: an ISO 8601 time WITH a zone (``2026-11-26T08:00:00Z``, ``...+09:00``) -> aware UTC
-    datetime, or ``Timestamp(t, i)`` -> ``bson.Timestamp`` (an exact oplog position). The PITR
-    engine's parser, as a usage error (exit 2), plus a refusal of times in the future."""
-    from backup_dr.core.pitr.points import parse_at as parse_restore_time
+def parse_at(text: str, policy, now: datetime | None = None):
+    """``--at`` by the one rule for typed times (:func:`backup_dr.core.times.parse_user_time`: an
+    offset, or the policy's time zone when ``defaults.naive_times: policy_timezone``, or
+    ``Timestamp(t, i)``), as a usage error (exit 2), plus a refusal of times in the future.
+    Returns the :class:`~backup_dr.core.times.UserTime` (``.at`` goes to the PITR engine)."""
+    from backup_dr.core.times import BadTimeInput, TimeRule, parse_user_time
 
     now = now or datetime.now(timezone.utc)
     try:
-        at = parse_restore_time(text)
-    except RestoreRefused as e:
-        raise UsageError(e.message.replace("restore time", "--at", 1), hint=e.hint) from None
-    if isinstance(at, datetime):
-        if at > now:
-            raise UsageError(f"--at {text!r} is in the future ({at:%Y-%m-%dT%H:%M:%SZ}; now {now:%Y-%m-%dT%H:%M:%SZ})")
-    elif at.time > now.timestamp():
-        raise UsageError(f"--at {text!r} is in the future ({datetime.fromtimestamp(at.time, timezone.utc):%Y-%m-%dT%H:%M:%SZ})")
-    return at
+        typed = parse_user_time(text, TimeRule.of(policy), what="--at", allow_timestamp=True)
+    except BadTimeInput as e:
+        raise UsageError(e.message, detail=e.detail, hint=e.hint) from None
+    if typed.utc.timestamp() > now.timestamp():
+        raise UsageError(f"--at {text!r} is in the future ({typed.echo()}; now {now:%Y-%m-%dT%H:%M:%SZ})")
+    return typed
 
 
 def safety_dir(given: str | None, policy) -> str:
@@ -89,8 +88,11 @@ def run(args) -> int:
     if args.db is not None and (not args.db or _BAD_DB.search(args.db)):
         raise UsageError(f"--db {args.db!r} is not a valid database name")
     collections = [c.strip() for c in args.collections.split(",") if c.strip()] if args.collections else None
-    at = parse_at(args.at) if args.at else None
     policy = load_policy_arg(args)
+    at = parse_at(args.at, policy) if args.at else None
+    if at is not None:  # said back before anything is opened, fetched or changed
+        sys.stderr.write(f"point in time: {at.echo()}\n")
+        sys.stderr.flush()
     workdir = workdir_arg(args.workdir)
     conn = resolve_conn(args.to)
     check_mongo_conn(conn)
@@ -133,9 +135,9 @@ def _in_cli_terms(e: TargetNotEmpty) -> TargetNotEmpty:
                                "(their current content is kept as a safety backup first)")
 
 
-def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
+def _run_pitr(args, policy, stores, conn, typed, collections, workdir) -> int:
     """Hand over to :func:`backup_dr.core.pitr.restore_to_time` with the stores in preference
-    order (only ``--from-store`` when given); ``at`` is an aware UTC datetime (that whole
+    order (only ``--from-store`` when given); ``typed.at`` is an aware UTC datetime (that whole
     second) or a ``bson.Timestamp`` (that exact entry)."""
     from backup_dr.core.pitr import restore_to_time  # only this command needs the PITR engine
 
@@ -146,12 +148,12 @@ def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
     safety = safety_dir(args.safety_dir, policy)
     with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-", dir=workdir) as tmp:
         try:
-            result = restore_to_time(client, ordered, policy, source, at, target_db=args.db, collections=collections,
+            result = restore_to_time(client, ordered, policy, source, typed.at, target_db=args.db, collections=collections,
                                      drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
                                      backup_class=args.backup_class)
         except TargetNotEmpty as e:
             raise _in_cli_terms(e) from None
-    data = {"ok": True, "at": str(at), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},
+    data = {"ok": True, "at": typed.as_dict(), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},
             "restore": result.as_dict()}
     emit(args, data, _pitr_text)
     return 0

@@ -15,68 +15,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Mapping
 
 from backup_dr.core.artifacts.layout import MANIFEST, VERIFY_PREFIX, BackupId, class_prefix, parse_key, utc
-from backup_dr.core.artifacts.manifest import Manifest, iso, parse_iso
+from backup_dr.core.artifacts.manifest import Manifest, Point, data_point, iso  # noqa: F401 - data_point re-exported
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.stores.base import Store
-from backup_dr.core.verify import latest_verification
+from backup_dr.core.verify import DRILL, copy_evidence, read_record
 
 log = logging.getLogger(__name__)
 
-#: Where a manifest's ``consistent_point`` holds the end / start of the data it covers.
-END_KEYS = ("end", "end_ts", "end_optime", "end_time", "until", "time")  # "time": Redis snapshot time
-START_KEYS = ("start", "start_ts", "start_optime", "start_time", "from")
-
-Point = tuple[float, int]  # (UNIX seconds, increment): orders BSON Timestamps and times alike
-
-
-def _as_point(value: Any) -> Point | None:
-    """A BSON-Timestamp-like ``{"t", "i"}`` / ``{"$timestamp": ...}`` / ``[t, i]`` / seconds / ISO text."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, dict):
-        if "$timestamp" in value:
-            return _as_point(value["$timestamp"])
-        if "t" in value:
-            return float(value["t"]), int(value.get("i", 0))
-        for k in ("ts", "time", "wall"):
-            if k in value:
-                return _as_point(value[k])
-        return None
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return float(value[0]), int(value[1])
-    if isinstance(value, (int, float)):
-        return float(value), 0
-    if isinstance(value, datetime):
-        return utc(value).timestamp(), 0
-    if isinstance(value, str):
-        try:
-            return parse_iso(value).timestamp(), 0
-        except ValueError:
-            return None
-    return None
-
-
-def data_point(manifest: Manifest, which: str = "end") -> Point:
-    """The (end|start) of the data a backup covers, from ``consistent_point``.
-
-    The contract with the engines: ``consistent_point["end"]`` (a full backup's consistent
-    point; an oplog slice's last entry) and ``consistent_point["start"]`` (an oplog slice's
-    first entry) hold a BSON Timestamp as ``{"t": seconds, "i": increment}`` or an ISO time.
-    Missing, the manifest's ``finished_at`` / ``started_at`` stand in (safe bounds).
-    """
-    keys = END_KEYS if which == "end" else START_KEYS
-    for k in keys:
-        p = _as_point(manifest.consistent_point.get(k))
-        if p is not None:
-            return p
-    fallback = manifest.finished if which == "end" else parse_iso(manifest.started_at)
-    return fallback.timestamp(), 0
-
+#: object stores keep modification times to the second; a bound is never trusted finer than that
+_MTIME_SLACK = timedelta(seconds=2)
 
 @dataclass
 class StoreCopy:
@@ -87,6 +39,7 @@ class StoreCopy:
     size: int = 0  # data objects only
     objects: int = 0
     last_modified: datetime | None = None
+    manifest_mtime: datetime | None = None  # the manifest was written after the data was captured
     verify_keys: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
 
@@ -99,7 +52,7 @@ class CatalogEntry:
         self.copies: dict[str, StoreCopy] = {}
         self._catalog = catalog
         self._manifest: Manifest | None = None
-        self._verification: dict[str, dict | None] = {}
+        self._records: dict[str, dict | None] = {}  # record key -> record (None: unreadable)
 
     def __repr__(self) -> str:
         return f"<CatalogEntry {self.bid} in {','.join(self.complete_in) or 'no store (incomplete)'}>"
@@ -129,39 +82,81 @@ class CatalogEntry:
             self._manifest = load_manifest(self._catalog.stores[stores[0]], self.bid)
         return self._manifest
 
+    @property
+    def captured_at(self) -> datetime:
+        """When the data was captured (:attr:`Manifest.captured_at`); reads the manifest."""
+        return self.manifest().captured_at
+
+    @property
+    def capture_bound(self) -> datetime | None:
+        """An upper bound of :attr:`captured_at` known from the listing alone (the earliest
+        manifest write; every manifest is written after its data was captured), or None."""
+        times = [c.manifest_mtime for c in self.copies.values() if c.complete and c.manifest_mtime is not None]
+        return min(times) if len(times) == len(self.complete_in) and times else None
+
+    def _newest_record(self, store: str, pick: Callable[[dict], Any]) -> Any:
+        """``pick(record)`` of the newest record of ``store`` for which it is not None (records
+        are read newest first, each at most once)."""
+        copy = self.copies.get(store)
+        for key in reversed(copy.verify_keys if copy is not None else []):
+            if key not in self._records:
+                self._records[key] = read_record(self._catalog.stores[store], key)
+            found = pick(self._records[key]) if self._records[key] is not None else None
+            if found is not None:
+                return found
+        return None
+
     def verification(self, store: str) -> dict | None:
-        """The newest verification/drill record of this backup in ``store`` (None: never verified)."""
-        if store not in self._verification:
-            copy = self.copies.get(store)
-            if copy is None or not copy.verify_keys:
-                self._verification[store] = None
-            else:
-                self._verification[store] = latest_verification(self._catalog.stores[store], self.bid, keys=copy.verify_keys)
-        return self._verification[store]
+        """The state of this backup's copy in ``store``: the newest record about its bytes
+        (:func:`backup_dr.core.verify.copy_evidence`: a copy check, or what a drill's fetch
+        showed), or None (never checked)."""
+        return self._newest_record(store, copy_evidence)
+
+    def drill(self, store: str) -> dict | None:
+        """The newest restore-drill record of this backup in ``store`` (None: never drilled)."""
+        return self._newest_record(store, lambda r: r if r.get("kind") == DRILL else None)
 
     def verified_in(self) -> list[str]:
-        """Stores whose latest record for this backup says ok."""
+        """Stores whose latest copy check says ok."""
         return [n for n in self.complete_in if (self.verification(n) or {}).get("ok") is True]
 
     @property
     def verified(self) -> bool | None:
-        """True: some store's latest record is ok; False: records exist, all failed; None: never verified."""
+        """True: some store's latest copy check is ok; False: checks exist, all failed; None: never checked."""
         states = [(self.verification(n) or {}).get("ok") for n in self.complete_in]
         if any(s is True for s in states):
             return True
         return False if any(s is False for s in states) else None
 
+    def verification_state(self) -> dict[str, Any]:
+        """What was verified, how and when: the copy checks per store, and this backup's last drill.
+        ``state``: verified (every checked copy ok) | failed | mixed | never."""
+        by_store: dict[str, Any] = {}
+        for name in self.complete_in:
+            rec = self.verification(name)
+            by_store[name] = rec
+        oks = {r["ok"] for r in by_store.values() if r is not None}
+        state = "never" if not oks else "verified" if oks == {True} else "failed" if oks == {False} else "mixed"
+        return {"state": state, "by_store": by_store, "drill": last_drill([self])}
+
+    def _captured_or_none(self) -> datetime | None:
+        try:
+            return self.captured_at
+        except BackupDRError:
+            return None
+
     def to_dict(self, *, with_verification: bool = True) -> dict[str, Any]:
+        state = self.verification_state() if with_verification else None
         stores = {}
         for name, c in self.copies.items():
             row: dict[str, Any] = {"complete": c.complete, "size": c.size, "objects": c.objects}
-            if with_verification and c.complete:
-                rec = self.verification(name)
-                row.update(verified=None if rec is None else rec.get("ok"), verified_at=(rec or {}).get("checked_at"),
-                           verify_kind=(rec or {}).get("kind"))
+            if state is not None and c.complete:
+                rec = state["by_store"].get(name) or {}
+                row.update(verified=rec.get("ok"), verified_at=rec.get("checked_at"), verify_method=rec.get("method"))
             stores[name] = row
         return {"backup_id": self.backup_id, "class": self.bid.backup_class, "source": self.bid.source, "kind": self.bid.kind,
-                "taken_at": iso(self.bid.stamp), "size": self.size, "complete_in": self.complete_in, "stores": stores}
+                **({"verification_state": state} if state is not None else {}),
+                "slot": iso(self.bid.stamp), "taken_at": iso(self._captured_or_none()), "size": self.size, "complete_in": self.complete_in, "stores": stores}
 
 
 class Catalog:
@@ -194,6 +189,7 @@ class Catalog:
                         copy.last_modified = info.mtime
                     if fname == MANIFEST:
                         copy.complete = True
+                        copy.manifest_mtime = info.mtime
                     elif fname.startswith(VERIFY_PREFIX):
                         copy.verify_keys.append(info.key)
                     else:
@@ -212,8 +208,9 @@ class Catalog:
     def list(self, backup_class: str | None = None, source: str | None = None, kind: str | None = None, *,
              before: datetime | None = None, after: datetime | None = None,
              include_incomplete: bool = False) -> list[CatalogEntry]:
-        """Backups matching the filters, newest first (by the id's time). ``before``/``after``
-        filter on the id's timestamp (the run's ``run_after``), inclusive."""
+        """Backups matching the filters, by slot (the id's time, the run's ``run_after``), newest
+        first; ``before``/``after`` filter on the slot, inclusive. Cheap (listings only); for
+        "the newest data" use :meth:`newest` / :func:`newest_captured`, which read capture times."""
         if source is not None and backup_class is None:
             prefix = class_prefix()
         else:
@@ -236,21 +233,71 @@ class Catalog:
 
     def newest(self, backup_class: str, source: str, kind: str = "full", *, before: datetime | None = None,
                verified_only: bool = False, store: str | None = None) -> CatalogEntry | None:
-        """The newest complete backup; with ``before``, the newest whose data ends at or before it
-        (its consistent point, read from the manifest); with ``verified_only``, the newest whose
-        latest verification (or drill) record in some store says ok."""
-        limit = utc(before).timestamp() if before else None
-        for entry in self.list(backup_class, source, kind, before=before):
-            if store is not None and store not in entry.complete_in:
+        """The complete backup whose data was captured last (:func:`newest_captured`); with
+        ``before``, captured at or before it; with ``verified_only``, one whose latest copy
+        check in some store says ok; with ``store``, complete in that store."""
+        accept = (lambda e: bool(e.verified_in())) if verified_only else None
+        return newest_captured(self.list(backup_class, source, kind, before=before), before=before, store=store,
+                               accept=accept)
+
+
+def newest_captured(entries: Iterable[CatalogEntry], *, before: datetime | None = None, store: str | None = None,
+                    accept: Callable[[CatalogEntry], bool] | None = None) -> CatalogEntry | None:
+    """The entry captured last (at or before ``before``), reading as few manifests as possible.
+
+    The slot in an id is when the run was DUE: a late or re-run backup holds data captured
+    hours after its slot, so neither ordering nor the ``before`` test may use it. The slot is
+    a lower bound of the capture (data is never captured before its run was due), the
+    earliest manifest write an upper bound: candidates are read in order of that upper bound
+    and the search stops once no remaining one can beat the best capture found. A late run
+    can therefore never be chosen for a point in time it postdates. Unreadable manifests are
+    skipped (logged)."""
+    limit = utc(before) if before else None
+    pool = [e for e in entries if e.complete and (store is None or store in e.complete_in)
+            and (limit is None or e.bid.stamp <= limit)]
+    far = datetime.max.replace(tzinfo=timezone.utc)
+    pool.sort(key=lambda e: (e.capture_bound or far, e.bid.stamp), reverse=True)
+    best, best_at = None, None
+    for e in pool:
+        bound = e.capture_bound
+        if best_at is not None and bound is not None and bound + _MTIME_SLACK < best_at:
+            break
+        try:
+            at = e.captured_at
+        except BackupDRError as err:
+            log.warning("catalog: %s has an unreadable manifest (%s); skipped", e.backup_id, err.message)
+            continue
+        if limit is not None and at > limit:
+            continue
+        if accept is not None and not accept(e):
+            continue
+        if best_at is None or (at, e.bid.stamp) > (best_at, best.bid.stamp):
+            best, best_at = e, at
+    return best
+
+
+#: newest backups searched for the last drill record (drills restore the newest backup)
+DRILL_LOOKBACK = 10
+
+
+def last_drill(entries: Iterable[CatalogEntry], *, stores: Iterable[str] | None = None,
+               lookback: int = DRILL_LOOKBACK) -> dict[str, Any] | None:
+    """The newest restore-drill record among the first ``lookback`` entries (newest first), in
+    any of ``stores`` (default all): ``{**record, "store", "backup_id"}``, or None. Later copy
+    checks never hide a drill: drills are read as drills. The one reader of drill records, for
+    health, the CLI and the UI."""
+    allowed = set(stores) if stores is not None else None
+    best = None
+    for entry in list(entries)[:lookback]:
+        for name in entry.complete_in:
+            if allowed is not None and name not in allowed:
                 continue
-            if limit is not None and data_point(entry.manifest(), "end")[0] > limit:
-                continue
-            if verified_only and not entry.verified_in():
-                continue
-            return entry
-        return None
+            rec = entry.drill(name)
+            if rec and (best is None or str(rec.get("checked_at", "")) > str(best.get("checked_at", ""))):
+                best = {**rec, "store": rec.get("store", name), "backup_id": rec.get("backup_id", entry.backup_id)}
+    return best
 
 
 def age_of(entry: CatalogEntry, now: datetime | None = None) -> float:
-    """Seconds since the backup's id time (what an RPO check compares)."""
-    return ((now or datetime.now(timezone.utc)) - entry.bid.stamp).total_seconds()
+    """Seconds since the backup's data was captured (what an RPO check compares)."""
+    return ((now or datetime.now(timezone.utc)) - entry.captured_at).total_seconds()

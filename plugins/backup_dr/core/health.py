@@ -3,7 +3,9 @@
 A deadline catches a run that is late, never a run that did not happen; this check looks at
 what actually exists in the stores. For every class and source it reports the newest
 complete backup per store (its manifest exists only after replication re-read and hashed
-every byte) and its age against the class RPO, the last restore drill against the RTO,
+every byte) and its age against the class RPO — the age of its DATA, from the capture
+point the manifest records (the dump's consistent point, the snapshot time), never from
+the slot in its id: a 19:00 run that dumped at 22:15 is as fresh as 22:15 — the last restore drill against the RTO,
 and store reachability and capacity. The report is plain JSON (the seed's monitor wrote
 one too), kept in the local store, and drives the alerts and the UI page.
 
@@ -25,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from backup_dr.core.artifacts.layout import ROOT, kind_for, utc
 from backup_dr.core.artifacts.manifest import iso
-from backup_dr.core.catalog import Catalog, CatalogEntry, data_point
+from backup_dr.core.catalog import Catalog, last_drill, newest_captured
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Policy
@@ -38,7 +40,6 @@ LATEST_REPORT = REPORT_PREFIX + "latest.json"
 _RANK = {"healthy": 0, "warning": 1, "critical": 2}
 LOW_SPACE_FRACTION = 0.10
 DRILL_STALE_AFTER = timedelta(hours=48)
-_DRILL_LOOKBACK = 10  # newest backups searched for the last drill record
 
 
 def worst(*statuses: str) -> str:
@@ -103,18 +104,6 @@ def _scan_stores(stores: Mapping[str, Store], report: HealthReport) -> None:
                 report.findings.append(Finding("warning", f"store {name} has only {frac:.0%} free ({info['free_bytes'] / 1e9:.1f} GB)"))
 
 
-def _last_drill(entries: list[CatalogEntry], stores: list[str]) -> dict[str, Any] | None:
-    best = None
-    for entry in entries[:_DRILL_LOOKBACK]:
-        for store in entry.complete_in:
-            if store not in stores:
-                continue
-            rec = entry.verification(store)
-            if rec and rec.get("kind") == "drill" and (best is None or rec.get("checked_at", "") > best.get("checked_at", "")):
-                best = rec
-    return best
-
-
 def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalog, now: datetime,
                   report: HealthReport) -> dict[str, Any]:
     rpo = cls.objective.rpo
@@ -123,37 +112,43 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
     entries = catalog.list(cls.name, source_name, kind)
     out: dict[str, Any] = {"kind": kind, "stores": {}, "backups": len(entries)}
     statuses = []
+    blind = [n for n in cls.stores if not report.stores.get(n, {}).get("reachable", True)]
+    for store in blind:  # the store finding says why
+        out["stores"][store] = {"newest": None, "status": "critical", "message": f"{label}: store {store} unreachable"}
+        statuses.append("critical")
     if not entries:
-        status = "warning" if event_driven else "critical"
+        status = "critical" if blind or not event_driven else "warning"
         report.findings.append(Finding(status, f"{label}: no complete {kind} backup in any store"))
         out["status"] = status
         return out
-    newest = entries[0]
+    newest = newest_captured(entries) or entries[0]
     out["newest"] = newest.backup_id
     try:
-        point = data_point(newest.manifest(), "end")[0]
-        out["recovery_point"] = iso(datetime.fromtimestamp(point, timezone.utc))
+        out["recovery_point"] = iso(newest.captured_at)
     except BackupDRError as e:
         report.findings.append(Finding("critical", f"{label}: newest backup {newest.backup_id} has an unreadable manifest: {e.message}"))
     freshest_age = None
     for store in cls.stores:
         if store not in catalog.stores:
             continue
-        newest_here = next((e for e in entries if store in e.complete_in), None)
+        newest_here = newest_captured(entries, store=store)
         row: dict[str, Any] = {"newest": None, "status": "warning"}
         if newest_here is None:
             row["message"] = f"{label}: store {store} holds no complete backup (redundancy below policy)"
         else:
-            age = now - newest_here.bid.stamp
+            captured = newest_here.captured_at
+            age = now - captured
             freshest_age = age if freshest_age is None else min(freshest_age, age)
             rec = newest_here.verification(store)
-            row.update(newest=newest_here.backup_id, age_seconds=int(age.total_seconds()), size=newest_here.copies[store].size,
+            row.update(newest=newest_here.backup_id, captured_at=iso(captured), age_seconds=int(age.total_seconds()),
+                       size=newest_here.copies[store].size,
                        verified=None if rec is None else rec.get("ok"), verified_at=(rec or {}).get("checked_at"))
             if rec is not None and rec.get("ok") is False:
                 row.update(status="critical", message=f"{label}: {newest_here.backup_id} in {store} FAILED verification: "
                            + "; ".join(rec.get("problems") or [rec.get("error", "see record")]))
             elif not event_driven and age > rpo:
-                row.update(status="warning", message=f"{label}: newest backup in {store} is {format_duration(age)} old (RPO {format_duration(rpo)})")
+                row.update(status="warning", message=f"{label}: newest backup in {store} was captured {format_duration(age)} ago "
+                                                     f"(RPO {format_duration(rpo)})")
             else:
                 row["status"] = "healthy"
         out["stores"][store] = row
@@ -161,12 +156,14 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
         if row["status"] != "healthy":
             report.findings.append(Finding(row["status"], row["message"]))
     if not event_driven and freshest_age is not None and freshest_age > rpo:
-        report.findings.append(Finding("critical", f"{label}: RPO BREACHED: the freshest backup is {format_duration(freshest_age)} old (RPO {format_duration(rpo)})"))
+        report.findings.append(Finding("critical", f"{label}: RPO BREACHED: the freshest backup's data was captured "
+                                                   f"{format_duration(freshest_age)} ago (RPO {format_duration(rpo)})"))
         statuses.append("critical")
     out["rpo_seconds"] = int(rpo.total_seconds())
     out["freshest_age_seconds"] = None if freshest_age is None else int(freshest_age.total_seconds())
-    drill = _last_drill(entries, list(cls.stores))
-    out["last_drill"] = drill and {k: drill.get(k) for k in ("backup_id", "checked_at", "ok", "restore_seconds", "rto_seconds", "problems")}
+    drill = last_drill(entries, stores=cls.stores)
+    out["last_drill"] = drill and {k: drill.get(k) for k in ("backup_id", "store", "checked_at", "ok", "restore_seconds",
+                                                             "fetch_seconds", "rto_seconds", "problems", "dag_run")}
     rto = cls.objective.rto
     if drill is None:
         statuses.append("warning")
@@ -186,11 +183,30 @@ def _check_source(cls: BackupClass, source_name: str, kind: str, catalog: Catalo
     return out
 
 
+def _unavailable_stores(policy: Policy, unavailable: Mapping[str, str], report: HealthReport) -> None:
+    """Stores whose client could not even be built (a broken connection, missing credentials): as
+    blind a spot as a store that does not answer, so a finding, critical when a class keeps copies there."""
+    for name, why in unavailable.items():
+        spec = policy.stores.get(name)
+        report.stores[name] = {"type": spec.type if spec else None, "reachable": False, "error": why}
+        users = [c.name for c in policy.classes.values() if name in c.stores]
+        pitr = [f"pitr {p.source}" for p in policy.pitr.values() if name in p.stores]
+        needed = f" (needed by {', '.join(users + pitr)})" if users or pitr else " (no class keeps copies there)"
+        report.findings.append(Finding("critical" if users or pitr else "warning",
+                                       f"store {name} is unreachable from here: {why}{needed}"))
+
+
 def check_health(policy: Policy, stores: Mapping[str, Store], *, now: datetime | None = None,
+                 unavailable: Mapping[str, str] | None = None,
                  extra_checks: list[Callable[[Policy, Catalog, HealthReport, datetime], None]] | None = None) -> HealthReport:
-    """Build the health report over every class of the policy. Never raises for a bad store."""
+    """Build the health report over every class of the policy. Never raises for a bad store.
+
+    :param unavailable: stores that could not be opened at all, with the reason: each is a
+        finding (critical for a class or PITR chain that uses it) and makes those classes
+        critical, exactly like a store that does not answer."""
     now = utc(now or datetime.now(timezone.utc))
     report = HealthReport(generated_at=now)
+    _unavailable_stores(policy, unavailable or {}, report)
     _scan_stores(stores, report)
     reachable = {n: s for n, s in stores.items() if report.stores.get(n, {}).get("reachable")}
     catalog = Catalog(reachable)

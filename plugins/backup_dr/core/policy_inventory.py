@@ -33,16 +33,23 @@ from backup_dr.core.policy_model import (
     Source,
     StoreSpec,
 )
+from backup_dr.core.times import NAIVE_RULES, BadTimeInput, zone
 
 
 def _parse_defaults(issues: _Issues, data: Any) -> Defaults:
     if data is None:
         return Defaults()
-    r = _Reader(issues, "defaults", data, ("owner", "timezone", "retries", "retry_delay", "max_retry_delay"))
+    r = _Reader(issues, "defaults", data, ("owner", "timezone", "naive_times", "retries", "retry_delay", "max_retry_delay"))
     d = Defaults()
+    tz = r.str("timezone", d.timezone)
+    try:
+        zone(tz)
+    except BadTimeInput as e:
+        issues.add("defaults.timezone", f"{e.message} ({e.hint})")
     return Defaults(
         owner=r.str("owner", d.owner),
-        timezone=r.str("timezone", d.timezone),
+        timezone=tz,
+        naive_times=r.get("naive_times", _one_of(*NAIVE_RULES), d.naive_times) or d.naive_times,
         retries=r.get("retries", _as_int(0), d.retries),
         retry_delay=r.get("retry_delay", _as_duration, d.retry_delay),
         max_retry_delay=r.get("max_retry_delay", _as_duration, d.max_retry_delay),

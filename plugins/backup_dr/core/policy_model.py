@@ -33,6 +33,9 @@ STEP_KINDS = (
 class Defaults:
     owner: str = "platform-dba"
     timezone: str = "UTC"
+    #: how a typed time without an offset is read: "refuse" (default) or "policy_timezone"
+    #: (in ``timezone``); see :mod:`backup_dr.core.times`
+    naive_times: str = "refuse"
     retries: int = 2
     retry_delay: timedelta = timedelta(minutes=2)
     max_retry_delay: timedelta = timedelta(minutes=30)

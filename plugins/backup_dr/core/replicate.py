@@ -7,7 +7,9 @@ The rules, and why:
   client-side read-back proves the copy. The stores additionally compare the server's own
   checksums (GCS crc32c/md5, S3 ChecksumSHA256) with the bytes sent.
 * ``manifest.json`` goes up only after every file verified, so a store never shows a
-  backup it does not completely hold. A verification failure raises ``IntegrityError``
+  backup it does not completely hold; then a copy-check record (``verify-*.json``, method
+  ``replication read-back``) says so, and the local copy, read in full for the upload, gets one
+  too, so a fresh backup shows as verified everywhere it was proven (UI, CLI, health). A verification failure raises ``IntegrityError``
   and no manifest is written there.
 * Idempotent: keys are deterministic, so a retry after a crash overwrites its own partial
   work; files already present with the right size AND hash are skipped; S3 multipart
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from backup_dr.core.artifacts.manifest import Manifest, iso
@@ -32,6 +34,7 @@ from backup_dr.core.errors import BackupDRError, IntegrityError, StoreError
 from backup_dr.core.progress import Progress
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
+from backup_dr.core.verify import COPY_CHECK, READ_BACK, READ_WHILE_SENT, record_verification
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ def replicate(local: LocalStore, manifest: Manifest, dest: Store, *, retain_unti
     if _is_source(local, dest):
         return {**base, "status": "source", "files": len(manifest.files), "uploaded": 0, "skipped": len(manifest.files),
                 "bytes_uploaded": 0, "seconds": 0.0, "mb_per_s": None, "verified": True, "locked_until": None}
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), datetime.now(timezone.utc)
     raw_manifest = local.get_bytes(bid.manifest_key)
     if not _same_files(Manifest.from_json(raw_manifest, where=f"{local.name}:{bid.manifest_key}"), manifest):
         raise IntegrityError(f"backup {bid}: the local manifest.json differs from the manifest given to replicate()")
@@ -134,6 +137,7 @@ def replicate(local: LocalStore, manifest: Manifest, dest: Store, *, retain_unti
         raise IntegrityError(f"store {dest.name!r}: manifest.json of {bid} did not read back identically")
     progress.done()
     seconds = time.monotonic() - t0
+    _record_checks(local, dest, manifest, started, seconds, sent, all_sent=uploaded == len(manifest.files))
     rate = sent / 1e6 / seconds if seconds > 0 else None
     log.info("replicated %s to %s (%s): %d uploaded, %d skipped, %.1f MB in %.1fs = %.1f MB/s (upload + read-back verify)",
              bid, dest.name, dest.describe(), uploaded, skipped, sent / 1e6, seconds, rate or 0.0)
@@ -141,6 +145,24 @@ def replicate(local: LocalStore, manifest: Manifest, dest: Store, *, retain_unti
     return {**base, "status": "replicated", "files": len(manifest.files), "uploaded": uploaded, "skipped": skipped,
             "bytes_uploaded": sent, "seconds": round(seconds, 3), "mb_per_s": round(rate, 2) if rate else None,
             "verified": True, "locked_until": iso(locked)}
+
+
+def _record_checks(local: LocalStore, dest: Store, manifest: Manifest, started: datetime, seconds: float, sent: int, *,
+                   all_sent: bool) -> None:
+    """Say what this replication proved, as copy-check records (:mod:`backup_dr.core.verify`):
+    the new copy was read back and hashed; the local copy, when every file was sent, was read
+    in full and the store checked the bytes it consumed against the manifest's sha256. A
+    record that cannot be written is logged: the copy is no less good for it."""
+    base = {"kind": COPY_CHECK, "ok": True, "checked_at": iso(started), "seconds": round(seconds, 3), "problems": [],
+            "files": [{"name": f.name, "size": f.size, "ok": True} for f in manifest.files]}
+    checks = [(dest, {**base, "method": READ_BACK, "bytes": manifest.total_size})]
+    if all_sent:
+        checks.append((local, {**base, "method": READ_WHILE_SENT, "sent_to": dest.name, "bytes": sent}))
+    for store, record in checks:
+        try:
+            record_verification(store, manifest, record)
+        except BackupDRError as e:
+            log.warning("copy-check record of %s in %s not written: %s", manifest.backup_id, store.name, e.message)
 
 
 def _already_complete(dest: Store, manifest: Manifest) -> dict[str, Any] | None:

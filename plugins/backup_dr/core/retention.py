@@ -4,14 +4,16 @@ The rules, applied to each store separately (a store keeps what IT needs; the lo
 follows the same rules as S3 and GCS, unlike the seed's global ``find -mtime +90``).
 A backup series is (class, source, kind); a backup is KEPT if any rule names it:
 
-1. **keep-within**: its id time is within the class's ``retention`` (e.g. 3 months).
+1. **keep-within**: its data was captured within the class's ``retention`` (e.g. 3 months).
+   Every time here is the capture point the manifest records (:attr:`Manifest.captured_at`),
+   never the slot in the id: a re-run of an old slot holds new data.
 2. **GFS** (optional ``gfs: {hourly, daily, weekly, monthly}``): for each rule with count
    N, the newest backup of each hour / day / ISO week / month (UTC), for the N most recent
    such periods that have a backup (restic/borg semantics; rules add up).
 3. **newest**: the newest complete backup of the series in this store, whatever its age
    (a source that stopped being backed up never loses its last copy).
 4. **newest verified**: the newest backup of the series in this store whose latest
-   verification or drill record (in any store) says ok, whatever its age.
+   copy check (in any store) says ok, whatever its age.
 5. **PITR chains**: oplog slices (kind ``oplog``) are kept by keep-within only (no GFS,
    no "newest": a slice is useless alone). Slices chain through ``previous_id``; for every
    chain with a kept slice, let X be its OLDEST kept slice: the *base* is the newest full
@@ -42,10 +44,10 @@ from typing import Any, Iterable, Mapping
 
 from backup_dr.core.artifacts.layout import MANIFEST, ROOT, BackupId, utc
 from backup_dr.core.artifacts.manifest import iso
-from backup_dr.core.catalog import Catalog, CatalogEntry, data_point
+from backup_dr.core.catalog import Catalog, CatalogEntry, data_point, newest_captured
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError, StoreError
-from backup_dr.core.policy_model import Policy, Retention
+from backup_dr.core.policy_model import Gfs, Policy, Retention
 from backup_dr.core.stores.base import ObjectLockedError, Store
 from backup_dr.core.stores.local import LocalStore
 
@@ -170,30 +172,41 @@ def _keep_reasons(store: str, complete: list[CatalogEntry], rules: dict[str, Ret
             continue
         horizon = now - rule.keep_within
         for e in items:
-            if e.bid.stamp >= horizon:
+            if e.bid.stamp >= horizon or _captured(e) >= horizon:  # the slot is a lower bound of the capture
                 reasons[e.bid].append(f"within {rule.text or format_duration(rule.keep_within)}")
         if kind == PITR_KIND:
             continue
+        by_capture = sorted(items, key=lambda e: (_captured(e), e.bid.stamp), reverse=True) if rule.gfs != Gfs() else items
         for period, count in (("hourly", rule.gfs.hourly), ("daily", rule.gfs.daily), ("weekly", rule.gfs.weekly),
                               ("monthly", rule.gfs.monthly)):
             seen: list[str] = []
-            for e in items:
-                key = _GFS_PERIODS[period](e.bid.stamp)
+            for e in by_capture:
+                if not count:
+                    break
+                key = _GFS_PERIODS[period](_captured(e))
                 if key in seen:
                     continue
                 if len(seen) >= count:
                     break
                 seen.append(key)
                 reasons[e.bid].append(f"gfs {period} {key}")
-        reasons[items[0].bid].append(f"newest {kind} backup of {cls}/{source} in this store")
-        for e in items:
-            if e.verified_in():
-                reasons[e.bid].append(f"newest verified {kind} backup of {cls}/{source} (verified in {', '.join(e.verified_in())})")
-                break
+        newest = newest_captured(items) or items[0]
+        reasons[newest.bid].append(f"newest {kind} backup of {cls}/{source} in this store")
+        verified = newest_captured(items, accept=lambda e: bool(e.verified_in()))
+        if verified is not None:
+            reasons[verified.bid].append(f"newest verified {kind} backup of {cls}/{source} (verified in {', '.join(verified.verified_in())})")
     for (cls, source, kind), slices in series.items():
         if kind == PITR_KIND and cls in rules:
             _keep_chain_bases(slices, series.get((cls, source, "full"), []), reasons)
     return reasons
+
+
+def _captured(e: CatalogEntry) -> datetime:
+    """Capture time for retention; an unreadable manifest counts as captured at its slot."""
+    try:
+        return e.captured_at
+    except BackupDRError:
+        return e.bid.stamp
 
 
 def _keep_chain_bases(slices: list[CatalogEntry], fulls: list[CatalogEntry], reasons: dict[BackupId, list[str]]) -> None:

@@ -2,12 +2,24 @@
 
 Why records are separate objects (``verify-<stamp>.json`` beside ``manifest.json``): the
 manifest is immutable and may be under S3 Object Lock, and a record must say WHEN a copy
-was last proven good. Restore drills (restore into a scratch server, with the restore
-time) write the same kind of record with ``kind: "drill"``, so the catalog, retention
-("never delete the newest verified backup") and health checks read one format::
+was last proven good. There is ONE record format and two things it can say, kept apart:
 
-    {"kind": "verify", "ok": true, "store": "s3", "backup_id": "...", "checked_at": "...Z",
-     "seconds": 1.2, "bytes": 1048576, "files": [{"name": ..., "ok": true, ...}], ...}
+* ``kind: "verify"`` — a **copy check**: every byte of THIS store's copy was read and
+  hashed against the manifest. ``method`` says how: ``re-hash`` (``verify``),
+  ``replication read-back`` (written by replication once the uploaded copy was read back),
+  ``read while replicating`` (the local copy, whose bytes the upload hashed as it sent them).
+* ``kind: "drill"`` — a **restore drill**: the backup was restored into a scratch target
+  and checked, with the restore time (download included). A drill also hashes the copy it
+  fetches before restoring it: ``copy_ok`` says what that showed (None: it never got that far).
+
+A copy's state (:func:`copy_evidence`) is the newest record that says something about ITS
+BYTES: a copy check, or a drill's ``copy_ok``; a drill that failed for another reason (say
+a count mismatch) does not make the copy bad. The last drill is the newest drill record. The
+catalog (:class:`backup_dr.core.catalog.CatalogEntry`) reads both through this module, so
+the CLI (``list``, ``show``, ``health``), the UI, retention and the good-copy picker agree::
+
+    {"kind": "verify", "method": "re-hash", "ok": true, "store": "s3", "backup_id": "...",
+     "checked_at": "...Z", "seconds": 1.2, "bytes": 1048576, "files": [...], "problems": []}
 """
 
 from __future__ import annotations
@@ -28,6 +40,12 @@ from backup_dr.core.stores.base import Store
 log = logging.getLogger(__name__)
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
+
+COPY_CHECK = "verify"
+DRILL = "drill"
+RE_HASH = "re-hash"
+READ_BACK = "replication read-back"
+READ_WHILE_SENT = "read while replicating"
 
 
 def _as_bid(backup: Manifest | BackupId | str) -> BackupId:
@@ -82,12 +100,32 @@ def verify_copy(store: Store, backup: Manifest | BackupId | str) -> dict[str, An
     seconds = time.monotonic() - t0
     (log.info if ok else log.error)("verify %s in store %s: %s (%.1f MB in %.1fs)", bid, store.name,
                                     "OK" if ok else "; ".join(problems), total / 1e6, seconds)
-    return {"kind": "verify", "ok": ok, "store": store.name, "location": store.describe(), "backup_id": str(bid),
+    return {"kind": COPY_CHECK, "method": RE_HASH, "ok": ok, "store": store.name, "location": store.describe(), "backup_id": str(bid),
             "checked_at": iso(started), "seconds": round(seconds, 3), "bytes": total, "files": files, "problems": problems}
 
 
 def _file_table(m: Manifest) -> set[tuple[str, int, str]]:
     return {(f.name, f.size, f.sha256) for f in m.files}
+
+
+def copy_evidence(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a record says about the bytes of the copy it was made on, or None (nothing).
+
+    ``{"ok", "method", "checked_at", "problems", "kind"}``. Drill records written before
+    ``copy_ok`` existed count as a good read when the drill succeeded."""
+    if not rec:
+        return None
+    kind = rec.get("kind", COPY_CHECK)
+    if kind == COPY_CHECK:
+        return {"ok": rec.get("ok"), "method": rec.get("method") or RE_HASH, "checked_at": rec.get("checked_at"),
+                "problems": rec.get("problems") or [], "kind": kind}
+    if kind == DRILL:
+        ok = rec.get("copy_ok", True if rec.get("ok") is True else None)
+        if ok is None:
+            return None
+        return {"ok": ok, "method": "read for a restore drill", "checked_at": rec.get("checked_at"),
+                "problems": [] if ok else list(rec.get("problems") or []), "kind": kind}
+    return None
 
 
 def record_verification(store: Store, backup: Manifest | BackupId | str, record: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_model import Policy, Scenario, Step
+from backup_dr.core.times import POLICY_TIMEZONE, BadTimeInput, TimeRule, is_blank, parse_user_time
 from backup_dr.dag_factory.common import START_DATE, TAG, deadlines, default_args, objective_md
 
 _DRY_RUN_NOTE = "dry_run is ON by default: the run rehearses every step and changes nothing. Set dry_run=false to recover."
@@ -34,8 +35,33 @@ def _body(sc: Scenario, step: Step) -> str:
     return (
         f"**{sc.title}** (RPO {format_duration(sc.rpo)}, RTO {format_duration(sc.rto)})\n\n{step.instructions}\n\n"
         "Run parameters: target `{{ params.target_conn_id }}`, dry_run `{{ params.dry_run }}`, "
-        "point in time `{{ params.point_in_time or 'latest' }}`.\n\nApprove when done; Reject to stop the recovery."
+        "point in time: {{ echo_time(params.point_in_time) }}; incident time: {{ echo_time(params.incident_time) }}."
+        "\n\nApprove when done; Reject to stop the recovery."
     )
+
+
+def time_help(policy: Policy) -> str:
+    """How a typed time is read under this policy (param descriptions, forms)."""
+    rule = TimeRule.of(policy)
+    naive = (f"without one it is read in {rule.timezone}" if rule.naive == POLICY_TIMEZONE
+             else "a time without an offset is refused")
+    return f"ISO 8601 with an offset (e.g. 2026-11-26T14:30:00+09:00 or ...Z); {naive}; the whole second is included"
+
+
+def time_echo(policy: Policy):
+    """The approval bodies' ``echo_time`` macro: what a typed time param resolves to, so the
+    person approving sees the instant (UTC and the policy's zone) before anything is restored."""
+    rule = TimeRule.of(policy)
+
+    def echo_time(text) -> str:
+        if is_blank(text):
+            return "not set"
+        try:
+            return parse_user_time(str(text), rule, allow_timestamp=True).echo()
+        except BadTimeInput as e:
+            return f"NOT USABLE: {e.message} ({e.hint})" if e.hint else f"NOT USABLE: {e.message}"
+
+    return echo_time
 
 
 def _doc(policy: Policy, sc: Scenario) -> str:
@@ -44,27 +70,30 @@ def _doc(policy: Policy, sc: Scenario) -> str:
         f"# DR scenario: {sc.title}\n\n{objective_md(sc.rpo, sc.rto)}: the RTO is this DAG's deadline (an alert fires when a "
         f"run is not finished {format_duration(sc.rto)} after it was queued).\n\n{steps}\n\n"
         f"Then `summary` measures the recovery time and recovery point against the targets and posts them by email and Slack.\n\n"
-        f"**{_DRY_RUN_NOTE}** Other params: `target_conn_id` (MongoDB to restore into), `point_in_time` (ISO time; the whole "
-        "second is included), `drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened; "
-        "default the run's start, used for the achieved RPO).\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
+        f"**{_DRY_RUN_NOTE}** Other params: `target_conn_id` (MongoDB to restore into), `point_in_time` ({time_help(policy)}), "
+        "`drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened: backups captured after "
+        "it are not used; default the run's start; used for the achieved RPO). Typed times are echoed back in UTC and the "
+        "policy's time zone in the approval, the pick_backup log/XCom and the summary before anything changes.\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
     )
 
 
 def build_dr_dag(policy: Policy, sc: Scenario):
     from airflow.sdk import DAG, Param, TriggerRule
 
-    from backup_dr.operators import dr
+    from backup_dr.operators import dr, dr_restore
     from backup_dr.operators.dr_summary import DrSummaryOperator
 
     cls = policy.classes[sc.backup_class]
     src = next(policy.sources[j.source] for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
     names = {s.kind: s.name for s in sc.steps if s.kind != "approval"}
-    steps_map = {k: names.get(k, k) for k in ("pick_backup", "safety_backup", "restore", "health_check")}
+    steps_map = {k: names.get(k, k) for k in ("pick_backup", "safety_backup", "restore", "restore_redis", "restore_files",
+                                              "validate", "health_check")}
     params = {
         "target_conn_id": Param(sc.target_conn_id or src.conn_id, type="string", description="Airflow connection of the MongoDB to restore into"),
         "redis_target_conn_id": Param(sc.redis_target_conn_id or "", type="string", description="Airflow connection of the Redis to load"),
-        "point_in_time": Param("", type="string", description="restore to this time (ISO 8601, whole second included); empty = newest backup"),
-        "incident_time": Param("", type="string", description="when the failure happened (ISO 8601); empty = when this run started"),
+        "point_in_time": Param("", type="string", description=f"restore to this time ({time_help(policy)}); empty = newest backup"),
+        "incident_time": Param("", type="string", description=f"when the failure happened ({time_help(policy)}); backups captured "
+                               "after it are not used; empty = when this run started"),
         "dry_run": Param(True, type="boolean", description=_DRY_RUN_NOTE),
         "drop": Param(False, type="boolean", description="allow overwriting a non-empty target database"),
     }
@@ -80,6 +109,7 @@ def build_dr_dag(policy: Policy, sc: Scenario):
         doc_md=_doc(policy, sc),
         params=params,
         deadline=deadlines(policy, what=f"DR scenario {sc.name}", deadline="RTO", interval=sc.rto),
+        user_defined_macros={"echo_time": time_echo(policy)},
     ) as dag:
         tasks = []
         # the approval right before a point-in-time pick_backup collects the time from the human
@@ -91,7 +121,7 @@ def build_dr_dag(policy: Policy, sc: Scenario):
             if step.kind == "approval":
                 extra = {}
                 if step.name == analyze:
-                    extra["params"] = {"point_in_time": Param("", type="string", description="restore to this time (ISO 8601, whole second included)")}
+                    extra["params"] = {"point_in_time": Param("", type="string", description=f"restore to this time ({time_help(policy)})")}
                 task = _approval(sc, step, _body(sc, step), **extra)
             elif step.kind == "detect":
                 task = dr.DetectOperator(task_id=step.name, **common)
@@ -100,11 +130,11 @@ def build_dr_dag(policy: Policy, sc: Scenario):
             elif step.kind == "safety_backup":
                 task = dr.SafetyBackupOperator(task_id=step.name, **common)
             elif step.kind == "restore":
-                task = dr.MongoRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
+                task = dr_restore.MongoRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
             elif step.kind == "restore_redis":
-                task = dr.RedisRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
+                task = dr_restore.RedisRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
             elif step.kind == "restore_files":
-                task = dr.FilesRecoverOperator(task_id=step.name, sources=list(step.sources), execution_timeout=sc.rto, **common)
+                task = dr_restore.FilesRecoverOperator(task_id=step.name, sources=list(step.sources), execution_timeout=sc.rto, **common)
             elif step.kind == "validate":
                 task = dr.ValidateRestoreOperator(task_id=step.name, **common)
             elif step.kind == "repoint":

@@ -17,12 +17,21 @@ from typing import Any, Sequence
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import BackupDRError
+from backup_dr.core.times import TimeRule, UserTime, is_blank, parse_user_time
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
 
 
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def typed_time(policy, text: Any, what: str, *, allow_timestamp: bool = False) -> UserTime | None:
+    """A DR param / form time by the one rule (:mod:`backup_dr.core.times`); None when unset."""
+    if is_blank(text):
+        return None
+    return parse_user_time(str(text), TimeRule.of(policy), what=what, allow_timestamp=allow_timestamp)
 
 
 def _probe_mongo(conn_id: str) -> dict[str, Any]:
@@ -117,57 +126,52 @@ class DetectOperator(_DrStep):
 
 
 class PickBackupOperator(_DrStep):
-    """Choose what to restore: the newest full backup with a good copy (its bytes re-hashed here),
-    or, for a point in time, check T is inside the restorable window. Falls back to the next
-    store when a copy is corrupt, and says so."""
+    """Choose what to restore (:func:`backup_dr.core.recovery.pick_mongodb`): the newest full
+    backup captured at or before the incident, or, for a point in time, the base and slices
+    the point-in-time engine will replay (refused outside the restorable window). The typed
+    time is echoed back (UTC and the policy's zone) in the log and XCom BEFORE anything is
+    changed. A real run downloads nothing here: the restore step verifies the copy as it
+    fetches it (one download); a dry run re-hashes the chosen copy, falling back to the next."""
 
-    template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "point_in_time")
+    template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "point_in_time", "incident_time")
 
-    def __init__(self, *, point_in_time: str = "{{ params.point_in_time }}", pitr_from_task: str | None = None, **kwargs):
+    def __init__(self, *, point_in_time: str = "{{ params.point_in_time }}", incident_time: str = "{{ params.incident_time }}",
+                 pitr_from_task: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.point_in_time = point_in_time
+        self.incident_time = incident_time
         self.pitr_from_task = pitr_from_task
 
     def _requested_time(self, context: Context) -> str | None:
         if self.pitr_from_task:
             answer = context["ti"].xcom_pull(task_ids=self.pitr_from_task) or {}
             entered = (answer.get("params_input") or {}).get("point_in_time")
-            if entered:
+            if not is_blank(entered):
                 return str(entered)
-        value = str(self.point_in_time or "").strip()
-        return value if value and value != "None" else None
+        return None if is_blank(self.point_in_time) else str(self.point_in_time)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from backup_dr.core.artifacts.manifest import parse_iso
-        from backup_dr.core.catalog import Catalog, data_point
-        from backup_dr.core.verify import verify_copy
+        from backup_dr.core.recovery import pick_mongodb, rehearse_copy
 
         policy, sc, cls, src = self.setup()
-        at_text = self._requested_time(context)
         with translate_errors():
+            at = typed_time(policy, self._requested_time(context), "point_in_time", allow_timestamp=True)
+            incident = typed_time(policy, self.incident_time, "incident_time")
+            if at is not None:
+                self.log.info("point in time: %s", at.echo())
+            if incident is not None:
+                self.log.info("incident time: %s", incident.echo())
             stores = {n: open_store(policy.stores[n]) for n in cls.stores}
-            catalog = Catalog(stores)
-            at = parse_iso(at_text) if at_text else None
-            entry = catalog.newest(cls.name, src.name, "full", before=at)
-            if entry is None:
-                raise AirflowFailException(f"no full backup of {cls.name}/{src.name}" + (f" ending before {at_text}" if at else ""))
-            manifest = entry.manifest()
-            good = None
-            for name in entry.complete_in:
-                result = verify_copy(stores[name], manifest)
-                if result["ok"]:
-                    good = name
-                    break
-                self.log.error("copy of %s in %s is BAD (%s); trying the next store", entry.backup_id, name, "; ".join(result["problems"]))
-            if good is None:
-                raise AirflowFailException(f"every copy of {entry.backup_id} failed verification: {', '.join(entry.complete_in)}")
-        point = datetime.fromtimestamp(data_point(manifest, "end")[0], timezone.utc)
-        out = {"backup_id": entry.backup_id, "store": good, "backup_point": point.isoformat(), "database": manifest.details.get("database"),
-               "counts": manifest.counts, "point_in_time": at.isoformat() if at else None,
-               "recovery_point": (at or point).isoformat()}
-        self.log.info("picked %s from %s (consistent at %s)%s", entry.backup_id, good, point.isoformat(),
-                      f"; will replay the oplog up to {at.isoformat()}" if at else "")
-        return out
+            out = pick_mongodb(policy, stores, cls.name, src.name, at=at, incident=incident.utc if incident else None)
+            if _truthy(self.dry_run):
+                entry = Catalog(stores).find(out["backup_id"])
+                out["rehearsal"] = rehearse_copy(entry, stores, out["order"])
+                out["store"] = out["rehearsal"]["store"]
+        self.log.info("picked %s (data captured at %s, slot %s); copies in order: %s%s", out["backup_id"], out["captured_at"],
+                      out["slot"], ", ".join(f"{c['store']} ({'verified' if c['verified'] else 'FAILED' if c['verified'] is False else 'unchecked'})"
+                                             for c in out["copies"]),
+                      f"; will replay the oplog up to {out['pitr']['replay_until']}" if at else "")
+        return {**out, "incident_time": incident.as_dict() if incident else None}
 
 
 class SafetyBackupOperator(_DrStep):
@@ -194,124 +198,6 @@ class SafetyBackupOperator(_DrStep):
             self.log.info("target %s has no database %s: nothing to protect", self.target_conn_id, target_db)
             return {"dry_run": False, "safety_backup": None, "database": target_db}
         return {"dry_run": False, "safety_backup": manifest.backup_id, "database": target_db, "counts": manifest.counts}
-
-
-class MongoRecoverOperator(_DrStep):
-    """Restore the picked backup into the target (safe restore: validate, roll back on failure),
-    then replay the oplog slices up to the point in time when one was asked for."""
-
-    template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "drop")
-
-    def __init__(self, *, drop: Any = "{{ params.drop }}", **kwargs):
-        super().__init__(**kwargs)
-        self.drop = drop
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
-        from backup_dr.core.artifacts.layout import BackupId
-        from backup_dr.core.artifacts.reader import load_manifest
-
-        policy, sc, cls, src = self.setup()
-        pick = self.picked(context)
-        if _truthy(self.dry_run):
-            self.log.warning("DRY RUN: would restore %s from %s into %s%s", pick.get("backup_id"), pick.get("store"),
-                             self.target_conn_id, f" up to {pick['point_in_time']}" if pick.get("point_in_time") else "")
-            return {"dry_run": True, **pick}
-        safety_id = (context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}).get("safety_backup")
-        secrets = conn_info(self.target_conn_id).secrets
-        local = local_store(policy, cls.name)
-        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-dr-") as work:
-            client = mongo_client(self.target_conn_id)
-            try:
-                safety = load_manifest(local, BackupId.parse(safety_id)) if safety_id else None
-                if pick.get("point_in_time"):
-                    from backup_dr.core.pitr import restore_to_time
-                    from backup_dr.core.artifacts.manifest import parse_iso
-
-                    stores = {n: open_store(policy.stores[n]) for n in cls.stores}
-                    result = restore_to_time(client, stores, policy, src.name, parse_iso(pick["point_in_time"]), drop=_truthy(self.drop),
-                                             workdir=work, safety_dir=str(local.root), secrets=secrets)
-                    out = result if isinstance(result, dict) else result.as_dict()
-                else:
-                    from backup_dr.core.mongo.backup import restore_mongodb
-
-                    store = open_store(policy.stores[pick["store"]])
-                    manifest = load_manifest(store, BackupId.parse(pick["backup_id"]))
-                    res = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local.root), drop=_truthy(self.drop),
-                                          secrets=secrets, safety_backup=safety)
-                    out = res.as_dict() if hasattr(res, "as_dict") else dict(vars(res))
-            finally:
-                client.close()
-        self.log.info("restored %s into %s", pick["backup_id"], self.target_conn_id)
-        return {"dry_run": False, **{k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}
-
-
-class RedisRecoverOperator(_DrStep):
-    """Load the newest Redis backup of the class into the scenario's Redis target over the network."""
-
-    template_fields: Sequence[str] = ("scenario", "redis_target_conn_id", "dry_run")
-
-    def __init__(self, *, redis_target_conn_id: str = "{{ params.redis_target_conn_id }}", **kwargs):
-        super().__init__(**kwargs)
-        self.redis_target_conn_id = redis_target_conn_id
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from backup_dr.core.catalog import Catalog
-        from backup_dr.core.redis.load import load_into_server
-
-        policy = get_policy(self.policy_path)
-        candidates = [(c, j) for c in policy.classes.values() for j in c.jobs if policy.sources[j.source].type == "redis"]
-        if not candidates:
-            raise AirflowFailException("the policy has no Redis source to restore")
-        with translate_errors():
-            stores = {n: open_store(s) for n, s in policy.stores.items()}
-            entries = [e for c, j in candidates for e in [Catalog({n: stores[n] for n in c.stores}).newest(c.name, j.source, "rdb")] if e]
-            if not entries:
-                raise AirflowFailException("no Redis backup exists in any store")
-            entry = max(entries, key=lambda e: e.bid.stamp)
-            if _truthy(self.dry_run):
-                self.log.warning("DRY RUN: would load %s into %s", entry.backup_id, self.redis_target_conn_id)
-                return {"dry_run": True, "backup_id": entry.backup_id}
-            conn = conn_info(self.redis_target_conn_id)
-            store = stores[entry.complete_in[0]]
-            result = load_into_server(conn, store, entry.manifest(), replace=True)
-        return {"dry_run": False, **result}
-
-
-class FilesRecoverOperator(_DrStep):
-    """Restore the newest archive of each listed files source to its policy path (the old content,
-    if any, is kept aside as a safety copy by the core)."""
-
-    def __init__(self, *, sources: list[str], **kwargs):
-        super().__init__(**kwargs)
-        self.sources = sources
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
-        from backup_dr.core.catalog import Catalog
-        from backup_dr.core.files import restore_files
-
-        policy = get_policy(self.policy_path)
-        out = {}
-        with translate_errors():
-            stores = {n: open_store(s) for n, s in policy.stores.items()}
-            for name in self.sources:
-                src = policy.sources[name]
-                classes = [c for c in policy.classes.values() if any(j.source == name for j in c.jobs)]
-                entries = [e for c in classes for e in [Catalog({n: stores[n] for n in c.stores}).newest(c.name, name, "files")] if e]
-                if not entries:
-                    raise AirflowFailException(f"no backup of files source {name!r} in any store")
-                entry = max(entries, key=lambda e: e.bid.stamp)
-                if _truthy(self.dry_run):
-                    self.log.warning("DRY RUN: would restore %s into %s", entry.backup_id, src.path)
-                    out[name] = {"dry_run": True, "backup_id": entry.backup_id}
-                    continue
-                with tempfile.TemporaryDirectory(prefix="backup-dr-files-") as work:
-                    res = restore_files(stores[entry.complete_in[0]], entry.manifest(), src.path, workdir=work, overwrite=True)
-                out[name] = res.as_dict()
-        return out
 
 
 class ValidateRestoreOperator(_DrStep):
@@ -358,7 +244,7 @@ class ValidateRestoreOperator(_DrStep):
                 client.close()
         if problems:
             raise AirflowFailException("restored data failed validation: " + "; ".join(problems))
-        return {"dry_run": False, "database": db_name, "counts": counts}
+        return {"dry_run": False, "database": db_name, "counts": counts, "validated_at": datetime.now(timezone.utc).isoformat()}
 
 
 class RepointOperator(_DrStep):

@@ -124,8 +124,11 @@ class PointInTimeRestoreOperator(BaseOperator):
     failure rolls the target back. A time outside the restorable window fails before the target
     is touched, with the window in the message.
 
-    ``at`` is ISO 8601 WITH a time zone, meaning that WHOLE second (``2026-11-26T14:30:00+09:00``
-    replays every write made up to 14:30:00.999), or ``Timestamp(t, i)`` for an exact oplog entry.
+    ``at`` is ISO 8601 with an offset, meaning that WHOLE second (``2026-11-26T14:30:00+09:00``
+    replays every write made up to 14:30:00.999), or without one when the policy says so
+    (``defaults.naive_times: policy_timezone``: read in ``defaults.timezone``), or
+    ``Timestamp(t, i)`` for an exact oplog entry (:func:`backup_dr.core.times.parse_user_time`).
+    The instant it resolved to is logged and returned before the target is touched.
 
     :param target_conn_id: MongoDB connection to restore into (templated)
     :param at: the time or oplog position (templated)
@@ -170,12 +173,16 @@ class PointInTimeRestoreOperator(BaseOperator):
         return stores
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from backup_dr.core.pitr import parse_at, restore_to_time
+        from backup_dr.core.pitr import restore_to_time
+        from backup_dr.core.times import TimeRule, parse_user_time
 
         policy = get_policy(self.policy_path)
         conn = conn_info(self.target_conn_id)
         with translate_errors(*conn.secrets):
-            at = parse_at(self.at) if isinstance(self.at, str) else self.at
+            typed = parse_user_time(self.at, TimeRule.of(policy), what="at", allow_timestamp=True) if isinstance(self.at, str) else None
+            at = typed.at if typed else self.at
+            if typed:
+                self.log.info("restore time %s", typed.echo())
             stores = self._open_stores(policy)
             safety = local_store(policy).root
             client = mongo_client(self.target_conn_id)
@@ -187,7 +194,7 @@ class PointInTimeRestoreOperator(BaseOperator):
                                              backup_class=self.backup_class or None)
             finally:
                 client.close()
-        out = result.as_dict()
+        out = {**result.as_dict(), **({"typed_time": typed.as_dict()} if typed else {})}
         self.log.info("restored %s/%s into %s to %s: base %s + %d slice(s), %d entries replayed", result.backup_class,
                       result.source, result.target_db, result.requested, result.base_backup, len(result.slices),
                       result.replayed_entries)

@@ -6,8 +6,9 @@
                          mode="load", target_conn_id="redis_dr_target", replace=True)
 
 Both read only bytes whose sha256 matches the manifest, from the first store holding a good
-copy (a corrupt copy is skipped, with the reason logged), and refuse a non-empty target
-unless told to overwrite it. A failed MongoDB restore is rolled back from its safety backup.
+copy (:mod:`backup_dr.core.good_copy`: a corrupt copy is skipped with the reason logged, the
+copy is downloaded once, by the restore itself; the result names the copy used), and refuse
+a non-empty target unless told to overwrite it. A failed MongoDB restore is rolled back from its safety backup.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.good_copy import with_good_copy
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
 
 
@@ -27,9 +29,10 @@ def _truthy(value: Any) -> bool:
 
 
 def _pick(policy, backup_class: str, source: str | None, kind: str, backup_id: str):
-    """(catalog entry, ordered store names with a good copy first) for an id or ``latest``."""
+    """(entry, stores, copy order) for an id or ``latest`` (the backup captured last), through
+    the one good-copy picker; the restore then verifies the copy as it fetches it (one download)."""
     from backup_dr.core.catalog import Catalog
-    from backup_dr.core.verify import verify_copy
+    from backup_dr.core.good_copy import copy_order, newest_backup, store_order
 
     cls = policy.classes[backup_class]
     stores = {n: open_store(policy.stores[n]) for n in cls.stores}
@@ -37,17 +40,12 @@ def _pick(policy, backup_class: str, source: str | None, kind: str, backup_id: s
     if backup_id in ("", "latest", None):
         if source is None:
             raise AirflowFailException("backup_id 'latest' needs the source name")
-        entry = catalog.newest(cls.name, source, kind)
+        entry = newest_backup(catalog, cls.name, source, kind)
     else:
         entry = catalog.find(BackupId.parse(backup_id))
     if entry is None:
         raise AirflowFailException(f"no complete backup {backup_id!r} of {backup_class}/{source or '?'} in {', '.join(stores)}")
-    manifest = entry.manifest()
-    for name in entry.complete_in:
-        result = verify_copy(stores[name], manifest)
-        if result["ok"]:
-            return entry, manifest, stores[name]
-    raise AirflowFailException(f"every copy of {entry.backup_id} failed verification ({', '.join(entry.complete_in)})")
+    return entry, stores, copy_order(entry, store_order(policy, cls.name), stores)
 
 
 class MongoRestoreOperator(BaseOperator):
@@ -82,15 +80,17 @@ class MongoRestoreOperator(BaseOperator):
         source = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
         secrets = conn_info(self.target_conn_id).secrets
         with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-restore-") as work:
-            entry, manifest, store = _pick(policy, cls.name, source, "full", self.backup_id)
-            self.log.info("restoring %s from %s into %s", entry.backup_id, store.name, self.target_conn_id)
+            entry, stores, order = _pick(policy, cls.name, source, "full", self.backup_id)
+            self.log.info("restoring %s into %s; copies in order: %s", entry.backup_id, self.target_conn_id, ", ".join(order))
             with mongo_client(self.target_conn_id) as client:
-                result = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local_store(policy, cls.name).root),
-                                         target_db=self.target_db or None, collections=list(self.collections or []) or None,
-                                         drop=_truthy(self.drop), secrets=secrets)
+                result, attempts = with_good_copy(entry, stores, order, lambda store, m: restore_mongodb(
+                    client, store, m, workdir=work, safety_dir=str(local_store(policy, cls.name).root),
+                    target_db=self.target_db or None, collections=list(self.collections or []) or None,
+                    drop=_truthy(self.drop), secrets=secrets))
         out = result.as_dict() if hasattr(result, "as_dict") else {}
-        return {"backup_id": entry.backup_id, "store": store.name, "target": self.target_conn_id,
-                **{k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}
+        return {"backup_id": entry.backup_id, "target": self.target_conn_id,
+                **{k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))},
+                **attempts.as_dict()}
 
 
 class RedisRestoreOperator(BaseOperator):
@@ -134,19 +134,21 @@ class RedisRestoreOperator(BaseOperator):
             raise AirflowFailException(f"mode {self.mode!r} needs target_conn_id")
         secrets = conn_info(self.target_conn_id).secrets if self.target_conn_id else []
         with translate_errors(*secrets, conn_id=self.target_conn_id):
-            entry, manifest, store = _pick(policy, cls.name, name, kind_for(src), self.backup_id)
-            self.log.info("restoring %s from %s (%s mode)", entry.backup_id, store.name, self.mode)
+            entry, stores, order = _pick(policy, cls.name, name, kind_for(src), self.backup_id)
+            self.log.info("restoring %s (%s mode); copies in order: %s", entry.backup_id, self.mode, ", ".join(order))
             if self.mode == "scratch":
                 from backup_dr.core.redis.verify import verify_rdb_restore
 
-                result = verify_rdb_restore(store, manifest)
+                restore = lambda store, m: verify_rdb_restore(store, m)  # noqa: E731
             elif self.mode == "load":
                 from backup_dr.core.redis.load import load_into_server
 
-                result = load_into_server(conn_info(self.target_conn_id), store, manifest, replace=_truthy(self.replace))
+                restore = lambda store, m: load_into_server(conn_info(self.target_conn_id), store, m, replace=_truthy(self.replace))  # noqa: E731
             else:
                 from backup_dr.core.redis.restore import restore_data_dir
 
-                result = restore_data_dir(conn_info(self.target_conn_id), src, store, manifest)
-        return {"backup_id": entry.backup_id, "store": store.name, "mode": self.mode,
-                **{k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}
+                restore = lambda store, m: restore_data_dir(conn_info(self.target_conn_id), src, store, m)  # noqa: E731
+            result, attempts = with_good_copy(entry, stores, order, restore)
+        return {"backup_id": entry.backup_id, "mode": self.mode,
+                **{k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))},
+                **attempts.as_dict()}

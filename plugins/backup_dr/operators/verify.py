@@ -18,6 +18,7 @@ from backup_dr.core.durations import format_duration
 from backup_dr.core.drill import run_drill
 from backup_dr.core.errors import BackupDRError
 from backup_dr.operators._common import get_policy, local_store, mongo_client, open_store, translate_errors
+from backup_dr.operators.dr import typed_time
 
 
 class VerifyRestoreOperator(BaseOperator):
@@ -86,8 +87,9 @@ class BackupHealthOperator(BaseOperator):
     the RPO, store reachability and capacity, last drill vs RTO. Saves the JSON report in the
     local store and sends an alert (email + Slack) with the reasons when not healthy.
 
-    :param as_of: evaluate as if it were this time (templated; ISO 8601), e.g. "will we breach
-        the RPO by 14:00 if nothing else runs?"; default now
+    :param as_of: evaluate as if it were this time (templated; a typed time, read by the one
+        parser: an offset, or the policy's time zone when it opts in), e.g. "will we breach the
+        RPO by 14:00 if nothing else runs?"; default now
     """
 
     template_fields: Sequence[str] = ("as_of",)
@@ -104,20 +106,21 @@ class BackupHealthOperator(BaseOperator):
         from backup_dr.core.health import check_health, prune_reports, save_report
 
         policy = get_policy(self.policy_path)
-        stores = {}
+        stores, unavailable = {}, {}
         for name, spec in policy.stores.items():
             try:
                 stores[name] = open_store(spec)
-            except BackupDRError as e:
+            except BackupDRError as e:  # a finding in the report (critical for its classes), not a silent skip
                 self.log.error("store %s cannot be opened: %s", name, e)
-        now = None
-        if self.as_of not in (None, "", "None"):
-            from backup_dr.core.artifacts.manifest import parse_iso
-
-            now = parse_iso(str(self.as_of))
+                unavailable[name] = e.message
+        with translate_errors():
+            as_of = typed_time(policy, self.as_of, "as_of")
+        if as_of is not None:
+            self.log.info("as of: %s", as_of.echo())
         from backup_dr.core.pitr import pitr_health_check
 
-        report = check_health(policy, stores, now=now, extra_checks=[pitr_health_check])  # + the PITR window per source
+        report = check_health(policy, stores, now=as_of.utc if as_of else None, unavailable=unavailable,
+                              extra_checks=[pitr_health_check])  # + the PITR window per source
         local = local_store(policy)
         key = save_report(local, report)
         prune_reports(local)

@@ -22,11 +22,10 @@ from typing import Any, Callable
 
 from backup_dr.core.artifacts.layout import kind_for, utc
 from backup_dr.core.artifacts.manifest import iso, parse_iso
-from backup_dr.core.catalog import Catalog, CatalogEntry
+from backup_dr.core.catalog import Catalog, CatalogEntry, last_drill, newest_captured
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Job, Policy
 from backup_dr.core.stores.base import Store
-from backup_dr.core.verify import latest_verification
 from backup_dr.ui.status import (
     AMBER, GREEN, GREY, RED, age_color, color_of, drill_color, scrub, verification_color, worst,
 )
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 TABLE_ROWS = 8  # newest backups listed per source
 HISTORY_POINTS = 60  # backups drawn in the size / duration chart
-DRILL_LOOKBACK = 10  # newest backups searched for the last drill record
 REPORT_REASONS = 50
 #: The health DAG runs hourly; an older report means nobody is watching the RPO any more.
 REPORT_STALE_AFTER = timedelta(hours=3)
@@ -68,10 +66,18 @@ def _manifest_facts(entry: CatalogEntry) -> dict[str, Any]:
             "files": len(m.files), "counts_total": sum(v for v in m.counts.values() if isinstance(v, int))}
 
 
+def _age(entry: CatalogEntry, now: datetime) -> int | None:
+    """Seconds since the entry's data was captured (None: its manifest cannot be read)."""
+    try:
+        return int((now - entry.captured_at).total_seconds())
+    except BackupDRError:
+        return None
+
+
 def _backup_row(entry: CatalogEntry, now: datetime) -> dict[str, Any]:
     row = entry.to_dict(with_verification=True)
-    color, label = verification_color(entry.verified)
-    row.update(age_seconds=int((now - entry.bid.stamp).total_seconds()), verification={"color": color, "label": label},
+    color, label = verification_color(row["verification_state"]["state"])
+    row.update(age_seconds=_age(entry, now), verification={"color": color, "label": label},
                **_manifest_facts(entry))
     return row
 
@@ -80,31 +86,14 @@ def _history(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
     points = []
     for entry in reversed(entries[:HISTORY_POINTS]):
         facts = _manifest_facts(entry)
-        points.append({"backup_id": entry.backup_id, "taken_at": iso(entry.bid.stamp), "size": entry.size,
+        points.append({"backup_id": entry.backup_id, "taken_at": entry.to_dict(with_verification=False)["taken_at"], "size": entry.size,
                        "duration_seconds": facts.get("duration_seconds")})
     return points
 
 
-def _last_drill(entries: list[CatalogEntry], catalog: Catalog) -> dict[str, Any] | None:
-    """The newest ``drill`` record of the newest backups, in any store (a later plain
-    verification record does not hide it, as it would with the latest record alone)."""
-    best = None
-    for entry in entries[:DRILL_LOOKBACK]:
-        for name in entry.complete_in:
-            copy = entry.copies[name]
-            if not copy.verify_keys:
-                continue
-            try:
-                rec = latest_verification(catalog.stores[name], entry.bid, kind="drill", keys=copy.verify_keys)
-            except BackupDRError as e:
-                log.warning("catalog page: drill records of %s in %s unreadable: %s", entry.backup_id, name, e.message)
-                continue
-            if rec and (best is None or str(rec.get("checked_at", "")) > str(best.get("checked_at", ""))):
-                best = {**rec, "store": rec.get("store", name), "backup_id": rec.get("backup_id", entry.backup_id)}
-    if best is None:
-        return None
-    keep = ("backup_id", "store", "checked_at", "ok", "restore_seconds", "rto_seconds", "problems", "dag_run")
-    return {k: best.get(k) for k in keep}
+def _drill_row(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+    keep = ("backup_id", "store", "checked_at", "ok", "restore_seconds", "fetch_seconds", "rto_seconds", "problems", "dag_run")
+    return None if rec is None else {k: rec.get(k) for k in keep}
 
 
 def _store_freshness(cls: BackupClass, entries: list[CatalogEntry], unreachable: dict[str, str], now: datetime,
@@ -115,12 +104,12 @@ def _store_freshness(cls: BackupClass, entries: list[CatalogEntry], unreachable:
             rows.append({"store": name, "color": RED, "newest": None, "age_seconds": None,
                          "message": f"unreachable: {unreachable[name]}"})
             continue
-        newest = next((e for e in entries if name in e.complete_in), None)
+        newest = newest_captured(entries, store=name)
         if newest is None:
             rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "age_seconds": None,
                          "message": "holds no complete backup (redundancy below policy)"})
             continue
-        age = int((now - newest.bid.stamp).total_seconds())
+        age = _age(newest, now)
         rows.append({"store": name, "color": age_color(age, rpo, event_driven=event_driven), "newest": newest.backup_id,
                      "age_seconds": age, "message": None})
     return rows
@@ -173,10 +162,17 @@ def _source_block(inputs: CatalogInputs, cls: BackupClass, job: Job, catalog: Ca
     event_driven = cls.schedule.interval is None
     entries = catalog.list(cls.name, job.source, kind)
     unreachable.update(catalog.errors)
-    newest = entries[0] if entries else None
-    age = int((now - newest.bid.stamp).total_seconds()) if newest else None
+    newest = newest_captured(entries)
+    age = _age(newest, now) if newest else None
     table = [_backup_row(e, now) for e in entries[:TABLE_ROWS]]
-    drill = _last_drill(entries, catalog)
+    if newest is not None and all(r["backup_id"] != newest.backup_id for r in table):
+        table = [_backup_row(newest, now)] + table[: TABLE_ROWS - 1]
+    table.sort(key=lambda r: (r.get("taken_at") or "", r["backup_id"]), reverse=True)  # newest data first
+    try:
+        drill = _drill_row(last_drill(entries))
+    except BackupDRError as e:  # a store failing mid-page: show the rest
+        log.warning("catalog page: drill records of %s/%s unreadable: %s", cls.name, job.source, e.message)
+        drill = None
     d_color, d_reason = drill_color(drill, rto, now)
     report_row = _report_row(inputs.report, cls.name, key)
     if drill is None and isinstance(report_row.get("last_drill"), dict):  # older than our lookback

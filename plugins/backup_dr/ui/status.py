@@ -9,8 +9,10 @@ The colours answer one question each, at a glance, for the person on call:
 * **last drill vs RTO**: red when the drill failed or restored slower than the RTO (a
   real recovery would miss its objective), amber when it took over ``AMBER_FRACTION`` of
   the RTO, is older than the health check's staleness limit, or never happened.
-* **verification**: green when some store's latest record (verify or drill) says ok, red
-  when the records say it failed, grey when it was never verified.
+* **verification**: the copy checks of :meth:`CatalogEntry.verification_state` (replication's
+  read-back, ``verify`` re-hashes, what a drill's fetch showed): green when every checked
+  copy is good, amber when one failed while another is good, red when all failed, grey
+  when no copy was ever checked. Drills are shown apart (last drill vs RTO).
 
 These mirror :mod:`backup_dr.core.health` (which alerts) so the page and the alerts agree;
 the amber band is the page's early warning that health does not alert on.
@@ -82,12 +84,11 @@ def drill_color(drill: dict[str, Any] | None, rto_seconds: float, now: datetime)
     return GREEN, "restored within the RTO"
 
 
-def verification_color(verified: bool | None) -> tuple[str, str]:
-    if verified is True:
-        return GREEN, "verified"
-    if verified is False:
-        return RED, "failed"
-    return GREY, "unverified"
+def verification_color(state: str) -> tuple[str, str]:
+    """Colour of a backup's copy checks (``CatalogEntry.verification_state()["state"]``, the
+    same the CLI prints): every checked copy good, some bad, all bad, never checked."""
+    return {"verified": (GREEN, "verified"), "mixed": (AMBER, "a copy failed"), "failed": (RED, "failed")}.get(
+        state, (GREY, "unverified"))
 
 
 # ----------------------------------------------------------------------------- secrets

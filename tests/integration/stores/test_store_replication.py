@@ -21,6 +21,7 @@ from backup_dr.core.replicate import ReplicationError, replicate, replicate_all
 from backup_dr.core.stores import LocalStore
 from backup_dr.core.stores.gcs import GCSStore
 from backup_dr.core.stores.s3 import MiB, S3Store
+from backup_dr.core.verify import latest_verification
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -127,7 +128,10 @@ def test_retry_after_failure_mid_upload_leaves_exactly_one_complete_backup(reque
     result = replicate(local, m, dest)  # the task retry
     assert (result["status"], result["skipped"], result["uploaded"]) == ("replicated", 1, 2)  # a.bin was verified, kept
     keys = [i.key for i in dest.list(m.id.prefix)]
-    assert keys == sorted(m.id.key(n) for n in ("a.bin", "b.bin", "c.bin", "manifest.json"))
+    data_keys = [k for k in keys if "/verify-" not in k]
+    assert data_keys == sorted(m.id.key(n) for n in ("a.bin", "b.bin", "c.bin", "manifest.json"))
+    assert len(keys) == len(data_keys) + 1  # one copy check: the read-back of this (second) attempt
+    assert latest_verification(dest, m.backup_id)["method"] == "replication read-back"
     [entry] = Catalog([dest]).list()
     assert entry.backup_id == m.backup_id and entry.size == m.total_size
     for f in m.files:
@@ -197,7 +201,9 @@ def test_worker_killed_mid_multipart_upload_then_retry_leaves_one_complete_backu
     result = replicate(local, m, s3_small_parts)  # the retry
     assert (result["skipped"], result["uploaded"]) == (1, 1)
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
-    assert [i.key for i in s3_small_parts.list(m.id.prefix)] == sorted(m.id.key(n) for n in ("big.bin", "first.bin", "manifest.json"))
+    keys = [i.key for i in s3_small_parts.list(m.id.prefix)]
+    assert [k for k in keys if "/verify-" not in k] == sorted(m.id.key(n) for n in ("big.bin", "first.bin", "manifest.json"))
+    assert len(keys) == 4 and latest_verification(s3_small_parts, m.backup_id)["method"] == "replication read-back"
     assert hashlib.sha256(raw_bytes(s3_small_parts, m.id.key("big.bin"))).hexdigest() == m.file("big.bin").sha256
 
 

@@ -10,12 +10,14 @@ NOW = 2026-06-20T00:00Z (plans are made "as of" NOW; nothing depends on the wall
 * operational_data / redis_cache / rdb: 20 backups every 2 days, NOW-240d .. NOW-202d
   (the source stopped being backed up); verification: newest FAILED, 3rd newest ok, 5th ok.
 
-200 complete backups in all, plus the odd ones each test adds.
+Each manifest's modification time is set to one minute after its consistent point, as a
+real run writes it. 200 complete backups in all, plus the odd ones each test adds.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import datetime, timedelta, timezone
 
 from backup_dr.core.artifacts.layout import BackupId
@@ -53,4 +55,8 @@ def write(store: LocalStore, cls: str, source: str, kind: str, stamp: datetime, 
     if start is not None:
         cp["start"] = point(start)
     writer.commit(consistent_point=cp, previous_id=previous_id)
+    # as in production, the manifest is written just after the data was captured (the catalog
+    # uses the manifest's modification time as an upper bound of the capture time)
+    written = ((end or stamp + HOUR) + timedelta(minutes=1)).timestamp()
+    os.utime(store.path(bid.manifest_key), (written, written))
     return bid

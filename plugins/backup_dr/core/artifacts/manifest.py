@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from backup_dr import TOOL_NAME, __version__
@@ -27,6 +27,57 @@ def parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None
     return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+#: Where a manifest's ``consistent_point`` holds the end / start of the data it covers.
+END_KEYS = ("end", "end_ts", "end_optime", "end_time", "until", "time")  # "time": Redis snapshot time
+START_KEYS = ("start", "start_ts", "start_optime", "start_time", "from")
+
+Point = tuple[float, int]  # (UNIX seconds, increment): orders BSON Timestamps and times alike
+
+
+def _as_point(value: Any) -> Point | None:
+    """A BSON-Timestamp-like ``{"t", "i"}`` / ``{"$timestamp": ...}`` / ``[t, i]`` / seconds / ISO text."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, dict):
+        if "$timestamp" in value:
+            return _as_point(value["$timestamp"])
+        if "t" in value:
+            return float(value["t"]), int(value.get("i", 0))
+        for k in ("ts", "time", "wall"):
+            if k in value:
+                return _as_point(value[k])
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return float(value[0]), int(value[1])
+    if isinstance(value, (int, float)):
+        return float(value), 0
+    if isinstance(value, datetime):
+        return utc(value).timestamp(), 0
+    if isinstance(value, str):
+        try:
+            return parse_iso(value).timestamp(), 0
+        except ValueError:
+            return None
+    return None
+
+
+def data_point(manifest: "Manifest", which: str = "end") -> Point:
+    """The (end|start) of the data a backup covers, from ``consistent_point``.
+
+    The contract with the engines: ``consistent_point["end"]`` (a full backup's consistent
+    point; an oplog slice's last entry) and ``consistent_point["start"]`` (an oplog slice's
+    first entry) hold a BSON Timestamp as ``{"t": seconds, "i": increment}`` or an ISO time.
+    Missing, the manifest's ``finished_at`` / ``started_at`` stand in (safe bounds).
+    """
+    keys = END_KEYS if which == "end" else START_KEYS
+    for k in keys:
+        p = _as_point(manifest.consistent_point.get(k))
+        if p is not None:
+            return p
+    fallback = manifest.finished if which == "end" else parse_iso(manifest.started_at)
+    return fallback.timestamp(), 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +128,14 @@ class Manifest:
     @property
     def finished(self) -> datetime:
         return parse_iso(self.finished_at)
+
+    @property
+    def captured_at(self) -> datetime:
+        """When the data was captured: the consistent point (MongoDB: the dump's end optime, to
+        which the restore replays; Redis: the snapshot time), else ``finished_at`` (files, git:
+        every byte was read by then). Never the slot in the id: a late run's data is newer.
+        Every age, "newest before T", RPO and retention decision uses this."""
+        return datetime.fromtimestamp(data_point(self, "end")[0], timezone.utc)
 
     @property
     def expires_at(self) -> datetime | None:

@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -179,10 +180,12 @@ class ArtifactWriter:
                 files=tuple(self.files),
                 consistent_point=consistent_point or {},
                 counts=counts or {},
-                retention=retention_block(self.retention.text, self.retention.keep_within, self.bid.stamp) if self.retention else {},
                 details=details or {},
                 previous_id=previous_id,
             )
+            if self.retention:  # kept (and Object-Locked) for keep_within from when the data was captured
+                manifest = replace(manifest, retention=retention_block(self.retention.text, self.retention.keep_within,
+                                                                       manifest.captured_at))
             with self.store.open_write(self.bid.manifest_key) as w:
                 w.write(manifest.to_json())
             log.info("backup %s committed: %d file(s), %.1f MB", self.bid, len(self.files), manifest.total_size / 1e6)

@@ -15,5 +15,5 @@ Entry points (plain objects, no Airflow; the operators and the CLI call these):
 from backup_dr.core.pitr.archive import SliceResult, archive_slice, pitr_spec  # noqa: F401
 from backup_dr.core.pitr.chain import ChainState, Window, known_breaks, load_chain  # noqa: F401
 from backup_dr.core.pitr.health import pitr_health_check, pitr_status  # noqa: F401
-from backup_dr.core.pitr.points import parse_at, upper_bound  # noqa: F401
-from backup_dr.core.pitr.restore import PitrRestoreResult, restore_to_time  # noqa: F401
+from backup_dr.core.pitr.points import upper_bound  # noqa: F401
+from backup_dr.core.pitr.restore import PitrPlan, PitrRestoreResult, plan_point_in_time, restore_to_time  # noqa: F401

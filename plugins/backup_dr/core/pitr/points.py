@@ -7,13 +7,13 @@ such as ``14:30:00``; other tools turn that into ``Timestamp(14:30:00, 0)`` or c
 "one-second-short" replay). Here a time means the WHOLE second: ``14:30:00`` (or
 ``14:30:00.750``) replays every entry with ``ts.time <= 14:30:00``, i.e. up to
 ``Timestamp(14:30:00, 2**32 - 1)``. An exact ``Timestamp(t, i)`` replays up to and including
-exactly that entry. :func:`upper_bound` is the one place this rule is implemented.
+exactly that entry. :func:`upper_bound` is the one place this rule is implemented; typed
+times are read by :func:`backup_dr.core.times.parse_user_time` (the one parser).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,9 +24,6 @@ from backup_dr.core.errors import RestoreRefused
 MAX_INC = 0xFFFFFFFF
 WHOLE_SECOND = "whole_second"
 EXACT = "exact"
-
-_TS_TEXT = re.compile(r"^\s*Timestamp\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$")
-
 
 def ts_text(ts: Timestamp) -> str:
     return f"Timestamp({ts.time}, {ts.inc})"
@@ -75,22 +72,3 @@ def describe_target(at: datetime | Timestamp) -> str:
     if mode == EXACT:
         return f"{ts_text(upper)} (exact oplog position, {ts_iso(upper)})"
     return f"{second_iso(upper.time)} (the whole second: every write with ts.time <= {upper.time})"
-
-
-def parse_at(text: str) -> datetime | Timestamp:
-    """``at`` as text (operators, templated): ISO 8601 WITH a zone, or ``Timestamp(t, i)``."""
-    m = _TS_TEXT.match(str(text))
-    if m:
-        t, i = int(m.group(1)), int(m.group(2))
-        if t >= 2**32 or i >= 2**32:
-            raise RestoreRefused(f"restore time {text!r}: both numbers of Timestamp(t, i) must be below 2^32")
-        return Timestamp(t, i)
-    try:
-        when = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise RestoreRefused(f"restore time {text!r} is neither an ISO 8601 time nor Timestamp(t, i)",
-                             hint="e.g. 2026-11-26T14:30:00+09:00, 2026-11-26T05:30:00Z or Timestamp(1795680000, 3)") from None
-    if when.tzinfo is None:
-        raise RestoreRefused(f"restore time {text!r} has no time zone: it could mean UTC or the server's local time",
-                             hint=f"write {text}Z for UTC, or add the offset, e.g. {text}+09:00 for KST")
-    return when.astimezone(timezone.utc)

@@ -36,7 +36,8 @@ from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.artifacts.reader import fetch_verified, load_manifest
 from backup_dr.core.catalog import Catalog, CatalogEntry
-from backup_dr.core.errors import BackupDRError, IntegrityError, NotFoundError, PolicyError, RestoreError, RestoreRefused
+from backup_dr.core.errors import BackupDRError, IntegrityError, PolicyError, RestoreError, RestoreRefused
+from backup_dr.core.good_copy import copy_order, with_good_copy
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.backup import ARCHIVE_FORMAT
 from backup_dr.core.mongo.end_counts import expected_counts
@@ -130,16 +131,52 @@ def _refusal(state: ChainState, upper: Timestamp, at, label: str) -> RestoreRefu
 
 
 def _fetch(entry: CatalogEntry, stores: Mapping[str, Store], manifest: Manifest, name: str, workdir: Path) -> tuple[Path, str]:
-    """Verified local bytes of one file, from the first store (catalog order) whose copy is good."""
-    problems: list[str] = []
-    for store_name in entry.complete_in:
-        try:
-            return fetch_verified(stores[store_name], manifest, name, workdir / manifest.backup_id), store_name
-        except (IntegrityError, NotFoundError) as e:
-            log.warning("%s/%s in store %s is unusable (%s); trying the next copy", manifest.backup_id, name, store_name, e.message)
-            problems.append(f"{store_name}: {e.message}")
-    raise IntegrityError(f"no store holds a good copy of {manifest.backup_id}/{name}", detail="; ".join(problems),
-                         hint="point-in-time recovery cannot cross this artifact; pick a time before it")
+    """Verified local bytes of one file, through the one good-copy picker (``stores`` order is
+    the preference; a bad copy falls back to the next)."""
+    try:
+        path, attempts = with_good_copy(entry, stores, copy_order(entry, list(stores)),
+                                        lambda store, m: fetch_verified(store, m, name, workdir / manifest.backup_id),
+                                        reference=manifest)
+    except IntegrityError as e:
+        raise IntegrityError(f"no store holds a good copy of {manifest.backup_id}/{name}", detail=e.detail,
+                             hint="point-in-time recovery cannot cross this artifact; pick a time before it") from None
+    return path, attempts.used
+
+
+@dataclass
+class PitrPlan:
+    """What a restore to a time will use, decided before anything is fetched (the DR pick step
+    reports exactly this; :func:`restore_to_time` then executes it)."""
+
+    source: MongoSource
+    backup_class: str
+    upper: Timestamp
+    mode: str
+    window: Any  # chain.Window: base full backup + the slices reaching the time
+
+    @property
+    def base(self) -> CatalogEntry:
+        return self.window.base.entry
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source.name, "backup_class": self.backup_class, "replay_until": ts_text(self.upper),
+                "mode": self.mode, "base_backup": self.window.base.backup_id,
+                "base_captured_at": self.window.base.manifest.captured_at.isoformat().replace("+00:00", "Z"),
+                "slices": [s.backup_id for s in self.window.slices if s.start < self.upper], "window": self.window.as_dict()}
+
+
+def plan_point_in_time(stores: Mapping[str, Store], policy: Policy, source: MongoSource | str, at: datetime | Timestamp, *,
+                       backup_class: str | None = None) -> PitrPlan:
+    """The base and slices a restore of ``source`` to ``at`` uses: the newest full backup whose
+    consistent point is at or before ``at`` (its capture, never its slot) and whose chain
+    reaches it. :raises RestoreRefused: outside the restorable window (the message states it)."""
+    src, cls = _resolve(policy, source, backup_class)
+    upper, mode = upper_bound(at)
+    state = load_chain(Catalog(stores), cls, src.name)
+    window = state.window_for(upper)
+    if window is None:
+        raise _refusal(state, upper, at, f"{cls}/{src.name}")
+    return PitrPlan(src, cls, upper, mode, window)
 
 
 def _entries(slices: list[tuple[SliceInfo, Path, str]], after: Timestamp, upper: Timestamp, progress: Progress) -> Iterator[RawBSONDocument]:
@@ -171,22 +208,20 @@ def _expected_after(result: RestoreResult, stats: ApplyStats) -> RestoreResult:
 def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source: MongoSource | str,
                     at: datetime | Timestamp, *, workdir: str | Path, safety_dir: str | Path, target_db: str | None = None,
                     collections: list[str] | None = None, drop: bool = False, backup_class: str | None = None,
-                    secrets: list[str] | None = None) -> PitrRestoreResult:
+                    secrets: list[str] | None = None, safety_backup: Manifest | None = None) -> PitrRestoreResult:
     """Restore ``source`` to ``at`` (aware datetime = that whole second; bson Timestamp = exact).
 
     :param stores: where to look, in order of preference (the local store first is cheapest).
+    :param safety_backup: a safety backup of the target taken just before (the DR safety step),
+        in ``safety_dir``: used instead of dumping the target a second time.
     :raises RestoreRefused: ``at`` is outside the restorable window (the message states it),
         or the target has the collections and ``drop`` is False. Nothing was touched.
     :raises RestoreError: the restore or the replay failed; the target was rolled back.
     """
     started = time.monotonic()
-    src, cls = _resolve(policy, source, backup_class)
+    plan = plan_point_in_time(stores, policy, source, at, backup_class=backup_class)
+    src, cls, upper, mode, window = plan.source, plan.backup_class, plan.upper, plan.mode, plan.window
     label = f"{cls}/{src.name}"
-    upper, mode = upper_bound(at)
-    state = load_chain(Catalog(stores), cls, src.name)
-    window = state.window_for(upper)
-    if window is None:
-        raise _refusal(state, upper, at, label)
     colls = list(collections) if collections else _job_collections(policy, cls, src.name)
     base = window.base.manifest
     archive = next((f for f in base.files if f.format == ARCHIVE_FORMAT), None)
@@ -211,7 +246,7 @@ def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source:
     state = RestoreState()
     result = safe_restore(client, archive_path, codec=archive.codec, source_db=source_db, target_db=target_db,
                           collections=colls, drop=drop, safety_store=safety_store, backup_class=cls, source=src.name,
-                          secrets=secrets, expected=expected_counts(base), state=state)
+                          secrets=secrets, expected=expected_counts(base), state=state, safety_backup=safety_backup)
     base_txns = state.applier.txns if state.applier is not None else None  # open at the base's end: continued here
     applier = OplogApplier(client, NamespaceMap(source_db, result.target_db, colls), transactions=base_txns)
     progress = Progress(f"point-in-time replay into {result.target_db}", unit="entries", logger=log)
