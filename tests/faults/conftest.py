@@ -95,19 +95,9 @@ def mail_text(smtp, message) -> str:
 
 
 def tmp_leftovers(root: Path) -> list[str]:
-    """Temp files/dirs our writers create (``.tmp-*``) anywhere under ``root``.
-
-    Not counted: the writer's lock file (``.tmp-lock``) inside a COMPLETE backup directory
-    (manifest present): it stays by design (a zombie attempt that wakes up finds the lock
-    and the manifest) and goes with the directory when prune deletes the backup. Anywhere
-    else, e.g. in a directory without a manifest, it is a leftover.
-    """
-    out = []
-    for p in Path(root).rglob(".tmp-*"):
-        if p.name == ".tmp-lock" and (p.parent / "manifest.json").exists():
-            continue
-        out.append(str(p.relative_to(root)))
-    return sorted(out)
+    """Temp files/dirs our writers create (``.tmp-*``, the writer's ``.tmp-lock`` included)
+    anywhere under ``root``: a committed backup holds none (the lock goes with the commit)."""
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob(".tmp-*"))
 
 
 def backup_dirs(root: Path) -> dict[str, bool]:
