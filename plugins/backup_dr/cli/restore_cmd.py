@@ -1,9 +1,11 @@
 """``restore mongo|redis|files|git``: the parsers; the work is in restore_mongo / restore_other.
 
 Every restore reads a copy whose bytes match the manifest (falling back to the next store
-when one copy is bad, and saying so), and never leaves a target half-written: MongoDB
-takes a safety backup and rolls back, Redis keeps a safety copy and rolls back, files are
-swapped in atomically.
+when one copy is bad, and saying so), and never leaves a target half-written unnoticed:
+MongoDB takes a safety backup and rolls back, Redis keeps a safety copy and rolls back,
+files are swapped in atomically; SIGTERM / SIGINT / SIGHUP roll back before exiting, and a
+restore killed outright is found by ``restore status`` (its journal record) and undone by
+``restore rollback`` or finished by ``restore resume``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def register(sub, common) -> None:
     kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND")
     restore.set_defaults(func=lambda args: restore.print_help() or 2)
 
-    from backup_dr.cli import restore_mongo, restore_other
+    from backup_dr.cli import restore_journal_cmd, restore_mongo, restore_other
 
     m = kinds.add_parser("mongo", parents=[common], formatter_class=_RAW, epilog=_MONGO_EPILOG,
                          help="MongoDB: safe restore (safety backup, validate, roll back)",
@@ -104,3 +106,5 @@ def register(sub, common) -> None:
     g.add_argument("--to", required=True, metavar="DIR", help="target directory (absent or empty)")
     _common_restore_args(g)
     g.set_defaults(func=lambda args: restore_other.run_files(args, git_only=True))
+
+    restore_journal_cmd.register(kinds, common, _RAW)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +20,13 @@ from backup_dr.cli.common import (UsageError, find_backup, fmt_bytes, local_stor
                                   resolve_conn, source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.cli.restore_journal_cmd import journal_root
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import RestoreRefused, TargetNotEmpty
 from backup_dr.core.mongo.backup import restore_mongodb
+from backup_dr.core.mongo.interrupted import Journaling
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
 log = logging.getLogger("backup_dr.cli")
 
@@ -92,6 +94,7 @@ def run(args) -> int:
     at = parse_at(args.at) if args.at else None
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
+    sweep_stale(workdir)  # what a killed earlier restore left in the temp dir
     conn = resolve_conn(args.to)
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
@@ -112,12 +115,14 @@ def run(args) -> int:
     _check_selection(manifest, collections)
     safety = safety_dir(args.safety_dir, policy)
     log.info("restoring %s into MongoDB connection %s%s", entry.backup_id, conn.conn_id, f" database {args.db}" if args.db else "")
-    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-restore-", dir=workdir) as tmp:
+    journaling = Journaling(dir=journal_root(policy), conn_id=conn.conn_id)
+    with mongo_client(conn) as client, work_dir("backup-dr-restore-", workdir) as tmp:
         try:
             result, attempts = with_good_copy(
                 entry, stores, args.from_store, policy,
                 lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
-                                                 collections=collections, drop=args.drop, secrets=conn.secrets))
+                                                 collections=collections, drop=args.drop, secrets=conn.secrets,
+                                                 journaling=journaling))
         except TargetNotEmpty as e:
             raise _in_cli_terms(e) from None
     data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "database": result.target_db},
@@ -144,11 +149,12 @@ def _run_pitr(args, policy, stores, conn, at, collections, workdir) -> int:
     if args.from_store:
         ordered = {args.from_store: ordered[args.from_store]}
     safety = safety_dir(args.safety_dir, policy)
-    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-", dir=workdir) as tmp:
+    journaling = Journaling(dir=journal_root(policy), conn_id=conn.conn_id)
+    with mongo_client(conn) as client, work_dir("backup-dr-pitr-", workdir) as tmp:
         try:
             result = restore_to_time(client, ordered, policy, source, at, target_db=args.db, collections=collections,
                                      drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
-                                     backup_class=args.backup_class)
+                                     backup_class=args.backup_class, journaling=journaling)
         except TargetNotEmpty as e:
             raise _in_cli_terms(e) from None
     data = {"ok": True, "at": str(at), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},

@@ -116,8 +116,10 @@ class BackupHealthOperator(BaseOperator):
 
             now = parse_iso(str(self.as_of))
         from backup_dr.core.pitr import pitr_health_check
+        from backup_dr.core.restores.health import interrupted_restores_check
 
-        report = check_health(policy, stores, now=now, extra_checks=[pitr_health_check])  # + the PITR window per source
+        # + the PITR window per source, + interrupted restores (the restore journal)
+        report = check_health(policy, stores, now=now, extra_checks=[pitr_health_check, interrupted_restores_check])
         local = local_store(policy)
         key = save_report(local, report)
         prune_reports(local)

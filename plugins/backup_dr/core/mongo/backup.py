@@ -16,7 +16,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from backup_dr.core.errors import IntegrityError, VerificationError
 from backup_dr.core.mongo import bsonraw
 from backup_dr.core.mongo.codecs import SUFFIX, check_codec
 from backup_dr.core.mongo.dump import DumpResult, dump_database
+from backup_dr.core.mongo.interrupted import Journaling
 from backup_dr.core.mongo.metadata import describe
 from backup_dr.core.mongo.mongo_errors import translate
 from backup_dr.core.mongo.oplog import ts_dict
@@ -117,15 +118,22 @@ def _archive_entry(manifest: Manifest):
 def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | Path, safety_dir: str | Path,
                     target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                     replay_oplog: bool = True, secrets: list[str] | None = None,
-                    use_server_apply_ops: bool | None = False, safety_backup=None) -> RestoreResult:
+                    use_server_apply_ops: bool | None = False, safety_backup=None,
+                    journaling: Journaling | None = None) -> RestoreResult:
     """Restore a backup safely; the bytes are verified against the manifest before anything else.
-    ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step)."""
+    ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step);
+    ``journaling``: where the restore journal goes and the target's connection id (the record
+    says how to ``restore resume`` this very restore)."""
     entry = _archive_entry(manifest)
     path = fetch_verified(store, manifest, entry.name, workdir)
+    journaling = replace(journaling or Journaling(), backup_id=manifest.backup_id,
+                         resume={"kind": "full", "backup_id": manifest.backup_id, "target_db": target_db,
+                                 "collections": collections})
     return safe_restore(client, path, codec=entry.codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
-                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup)
+                        secrets=secrets, use_server_apply_ops=use_server_apply_ops, safety_backup=safety_backup,
+                        journaling=journaling)
 
 
 @dataclass
