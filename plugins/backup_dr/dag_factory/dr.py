@@ -46,7 +46,8 @@ def _doc(policy: Policy, sc: Scenario) -> str:
         f"Then `summary` measures the recovery time and recovery point against the targets and posts them by email and Slack.\n\n"
         f"**{_DRY_RUN_NOTE}** Other params: `target_conn_id` (MongoDB to restore into), `point_in_time` (ISO time; the whole "
         "second is included), `drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened; "
-        "default the run's start, used for the achieved RPO).\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
+        "default the run's start, used for the achieved RPO), `interrupted_restore` (`fail` | `rollback` | `resume`: what "
+        "`safety_backup` does when an earlier restore into the target was killed half-way).\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
     )
 
 
@@ -67,6 +68,9 @@ def build_dr_dag(policy: Policy, sc: Scenario):
         "incident_time": Param("", type="string", description="when the failure happened (ISO 8601); empty = when this run started"),
         "dry_run": Param(True, type="boolean", description=_DRY_RUN_NOTE),
         "drop": Param(False, type="boolean", description="allow overwriting a non-empty target database"),
+        "interrupted_restore": Param("fail", type="string", enum=["fail", "rollback", "resume"],
+                                     description="when an earlier restore into the target was interrupted (killed): fail "
+                                                 "and say so, roll the target back first, or resume it with its safety backup"),
     }
     common = {"scenario": sc.name, "steps": steps_map}
     with DAG(

@@ -25,6 +25,15 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
+def _journaling(local, conn_id: str, resumes: str | None):
+    """The restore journal of a DR restore: in the local store; ``resumes`` a record to take over."""
+    from backup_dr.core.mongo.interrupted import Journaling
+    from backup_dr.core.restores.journal import JournalDir
+
+    journal = JournalDir(local.root)
+    return Journaling(dir=local.root, conn_id=conn_id, takes_over=journal.get(resumes) if resumes else None)
+
+
 def _probe_mongo(conn_id: str) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
@@ -172,28 +181,87 @@ class PickBackupOperator(_DrStep):
 
 class SafetyBackupOperator(_DrStep):
     """Dump the restore target's current data into the local store (kind ``safety``) before
-    anything overwrites it; the restore step uses it to roll back, and it stays as an undo."""
+    anything overwrites it; the restore step uses it to roll back, and it stays as an undo.
+
+    An interrupted earlier restore into the target (its journal record left behind by a
+    killed worker) stops the run here, before a safety backup of the half-written data could
+    be taken, unless the run's ``interrupted_restore`` param says ``rollback`` (put the target
+    back as it was before that restore, then recover) or ``resume`` (recover with that
+    restore's original safety backup)."""
+
+    template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "interrupted_restore")
+
+    def __init__(self, *, interrupted_restore: str = "{{ params.interrupted_restore }}", **kwargs):
+        super().__init__(**kwargs)
+        self.interrupted_restore = interrupted_restore
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from backup_dr.core.mongo.interrupted import find_interrupted
         from backup_dr.core.mongo.safe_restore import take_safety_backup
+        from backup_dr.core.restores.journal import JournalDir
 
         policy, sc, cls, src = self.setup()
         target_db = self.picked(context).get("database") or src.database
+        local = local_store(policy, cls.name)
         if _truthy(self.dry_run):
+            self._dry_run_check(local, target_db)
             self.log.warning("DRY RUN: would dump %s on %s as a safety backup", target_db, self.target_conn_id)
             return {"dry_run": True, "database": target_db}
         secrets = conn_info(self.target_conn_id).secrets
         with translate_errors(*secrets, conn_id=self.target_conn_id):
             client = mongo_client(self.target_conn_id)
             try:
-                manifest = take_safety_backup(client, target_db, local_store(policy, cls.name), backup_class=cls.name,
-                                              source=src.name, secrets=secrets)
+                found = find_interrupted(JournalDir(local.root), client, target_db)
+                if found is not None:
+                    decided = self._interrupted(found, client, local, target_db, secrets)
+                    if decided is not None:
+                        return decided
+                manifest = take_safety_backup(client, target_db, local, backup_class=cls.name, source=src.name,
+                                              secrets=secrets)
             finally:
                 client.close()
         if manifest is None:
             self.log.info("target %s has no database %s: nothing to protect", self.target_conn_id, target_db)
             return {"dry_run": False, "safety_backup": None, "database": target_db}
         return {"dry_run": False, "safety_backup": manifest.backup_id, "database": target_db, "counts": manifest.counts}
+
+    def _dry_run_check(self, local, target_db: str) -> None:
+        """A rehearsal reports an interrupted restore too (the target may not be reachable yet)."""
+        from backup_dr.core.mongo.interrupted import find_interrupted
+        from backup_dr.core.restores.journal import JournalDir
+
+        try:
+            client = mongo_client(self.target_conn_id, serverSelectionTimeoutMS=3000)
+            try:
+                found = find_interrupted(JournalDir(local.root), client, target_db)
+            finally:
+                client.close()
+        except Exception as e:  # noqa: BLE001 - a rehearsal reports, the real run decides
+            self.log.warning("DRY RUN: could not check the target for an interrupted restore: %s", type(e).__name__)
+            return
+        if found is not None:
+            self.log.error("DRY RUN: an interrupted restore into the target was found (%s): the real run stops here unless "
+                           "interrupted_restore=rollback or resume", found.describe())
+
+    def _interrupted(self, found, client, local, target_db: str, secrets) -> dict[str, Any] | None:
+        """Act on an interrupted restore into the target, as ``interrupted_restore`` says."""
+        from backup_dr.core.mongo.interrupted import rollback_interrupted
+        from backup_dr.core.restores.journal import JournalDir
+
+        mode = str(self.interrupted_restore or "fail").strip().lower()
+        self.log.error("CRITICAL: an interrupted restore into the target was found: %s; %s", found.describe(), found.safety_text())
+        if mode not in ("rollback", "resume"):
+            raise AirflowFailException(
+                f"CRITICAL: an interrupted restore into {found.label} was found, the target may be half-written: "
+                f"{found.describe()}; {found.safety_text()}. Trigger this DAG again with interrupted_restore=rollback "
+                f"(put the target back as it was before that restore, then recover) or interrupted_restore=resume (recover "
+                f"keeping that restore's original safety backup); without Airflow: {' / '.join(found.commands())}")
+        if mode == "resume":
+            self.log.warning("resuming: the restore step takes over %s and keeps its safety backup", found.id)
+            return {"dry_run": False, "database": target_db, "safety_backup": found.safety.get("backup_id"), "resumes": found.id}
+        report = rollback_interrupted(client, JournalDir(local.root), found, secrets=secrets)
+        self.log.warning("rolled back the interrupted restore %s: %s", found.id, report)
+        return None
 
 
 class MongoRecoverOperator(_DrStep):
@@ -207,21 +275,23 @@ class MongoRecoverOperator(_DrStep):
         self.drop = drop
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
         from backup_dr.core.artifacts.layout import BackupId
         from backup_dr.core.artifacts.reader import load_manifest
+        from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
         policy, sc, cls, src = self.setup()
         pick = self.picked(context)
+        sweep_stale()  # download dirs a killed earlier attempt left behind
         if _truthy(self.dry_run):
             self.log.warning("DRY RUN: would restore %s from %s into %s%s", pick.get("backup_id"), pick.get("store"),
                              self.target_conn_id, f" up to {pick['point_in_time']}" if pick.get("point_in_time") else "")
             return {"dry_run": True, **pick}
-        safety_id = (context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}).get("safety_backup")
+        safety_step = context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}
+        safety_id = safety_step.get("safety_backup")
         secrets = conn_info(self.target_conn_id).secrets
         local = local_store(policy, cls.name)
-        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-dr-") as work:
+        journaling = _journaling(local, self.target_conn_id, safety_step.get("resumes"))
+        with translate_errors(*secrets, conn_id=self.target_conn_id), work_dir("backup-dr-restore-") as work:
             client = mongo_client(self.target_conn_id)
             try:
                 safety = load_manifest(local, BackupId.parse(safety_id)) if safety_id else None
@@ -231,7 +301,7 @@ class MongoRecoverOperator(_DrStep):
 
                     stores = {n: open_store(policy.stores[n]) for n in cls.stores}
                     result = restore_to_time(client, stores, policy, src.name, parse_iso(pick["point_in_time"]), drop=_truthy(self.drop),
-                                             workdir=work, safety_dir=str(local.root), secrets=secrets)
+                                             workdir=work, safety_dir=str(local.root), secrets=secrets, journaling=journaling)
                     out = result if isinstance(result, dict) else result.as_dict()
                 else:
                     from backup_dr.core.mongo.backup import restore_mongodb
@@ -239,7 +309,7 @@ class MongoRecoverOperator(_DrStep):
                     store = open_store(policy.stores[pick["store"]])
                     manifest = load_manifest(store, BackupId.parse(pick["backup_id"]))
                     res = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local.root), drop=_truthy(self.drop),
-                                          secrets=secrets, safety_backup=safety)
+                                          secrets=secrets, safety_backup=safety, journaling=journaling)
                     out = res.as_dict() if hasattr(res, "as_dict") else dict(vars(res))
             finally:
                 client.close()

@@ -7,18 +7,20 @@
 
 Both read only bytes whose sha256 matches the manifest, from the first store holding a good
 copy (a corrupt copy is skipped, with the reason logged), and refuse a non-empty target
-unless told to overwrite it. A failed MongoDB restore is rolled back from its safety backup.
+unless told to overwrite it. A failed MongoDB restore is rolled back from its safety backup,
+also when Airflow stops it (execution_timeout, "mark failed": SIGTERM); one whose worker was
+killed outright is found by its journal record (``python -m backup_dr restore status``).
 """
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
 
 
@@ -76,18 +78,22 @@ class MongoRestoreOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.mongo.backup import restore_mongodb
+        from backup_dr.core.mongo.interrupted import Journaling
 
         policy = get_policy(self.policy_path)
         cls = policy.classes[self.backup_class]
         source = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
         secrets = conn_info(self.target_conn_id).secrets
-        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-restore-") as work:
+        local = local_store(policy, cls.name)
+        sweep_stale()  # download dirs a killed earlier attempt left behind
+        with translate_errors(*secrets, conn_id=self.target_conn_id), work_dir("backup-dr-restore-") as work:
             entry, manifest, store = _pick(policy, cls.name, source, "full", self.backup_id)
             self.log.info("restoring %s from %s into %s", entry.backup_id, store.name, self.target_conn_id)
             with mongo_client(self.target_conn_id) as client:
-                result = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local_store(policy, cls.name).root),
+                result = restore_mongodb(client, store, manifest, workdir=work, safety_dir=str(local.root),
                                          target_db=self.target_db or None, collections=list(self.collections or []) or None,
-                                         drop=_truthy(self.drop), secrets=secrets)
+                                         drop=_truthy(self.drop), secrets=secrets,
+                                         journaling=Journaling(dir=local.root, conn_id=self.target_conn_id))
         out = result.as_dict() if hasattr(result, "as_dict") else {}
         return {"backup_id": entry.backup_id, "store": store.name, "target": self.target_conn_id,
                 **{k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}

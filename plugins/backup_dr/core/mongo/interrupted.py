@@ -25,7 +25,7 @@ from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.errors import RestoreError
 from backup_dr.core.mongo.mongo_errors import describe, translate
-from backup_dr.core.restores.journal import JournalDir, JournalEntry, OpenJournal
+from backup_dr.core.restores.journal import JournalDir, JournalEntry, OpenJournal, same_target
 from backup_dr.core.restores.signals import shielded
 from backup_dr.core.stores.local import LocalStore
 
@@ -69,6 +69,13 @@ def journal_for(client, database: str, safety_store: LocalStore, journaling: Jou
     journal = JournalDir(j.dir or safety_store.root)
     with journal.begin("mongodb", target, backup_id=j.backup_id, what=what, resume=j.resume, takes_over=j.takes_over) as opened:
         yield opened
+
+
+def find_interrupted(journal: JournalDir, client, database: str) -> JournalEntry | None:
+    """The newest interrupted restore into this database on this server, if any."""
+    target = mongo_target(client, database)
+    dead = [e for e in journal.interrupted() if same_target(e.target, target)]
+    return dead[-1] if dead else None
 
 
 def safety_record(manifest: Manifest | None, store: LocalStore) -> dict[str, Any]:
