@@ -31,7 +31,14 @@ _REDIS_EPILOG = """\
 examples:
   python -m backup_dr restore redis latest --to scratch                  # serve it locally until Ctrl-C
   python -m backup_dr restore redis latest --to scratch --detach         # leave it running, print PID and dir
+  python -m backup_dr restore redis latest --to redis_new                # load over the network into an empty server
+  python -m backup_dr restore redis latest --to redis_new --replace      # the whole server becomes the backup
   python -m backup_dr restore redis operational_data.redis_cache.rdb.20261126T020000Z --to redis_cache --data-dir
+  python -m backup_dr restore redis latest --to redis_new --data-dir /var/lib/redis --restart-command 'systemctl restart redis'
+
+--replace: every database of the target is flushed (also databases the backup lacks), a safety copy of its data
+is kept first (a 'safety' backup in --safety-dir), and afterwards the restore compares the whole target with the
+backup (DEBUG DIGEST + expiry times, or key by key) and reports how.
 """
 
 _FILES_EPILOG = """\
@@ -77,13 +84,22 @@ def register(sub, common) -> None:
     m.set_defaults(func=restore_mongo.run)
 
     r = kinds.add_parser("redis", parents=[common], formatter_class=_RAW, epilog=_REDIS_EPILOG,
-                         help="Redis: into a local scratch server, or a server's data dir",
-                         description="Load a Redis backup (RDB or AOF) into a fresh local redis-server (--to scratch), or "
-                                     "replace the data of the server behind a connection (--to CONN_ID --data-dir: safety "
-                                     "copy, restart through the policy source's restart_command, counts checked, rollback).")
+                         help="Redis: into a local scratch server, any server over the network, or a server's data dir",
+                         description="Load a Redis backup (RDB or AOF) into a fresh local redis-server (--to scratch), into "
+                                     "the server behind any connection over the network (--to CONN_ID [--replace]), or "
+                                     "replace that server's files (--to CONN_ID --data-dir: safety copy, restart, counts "
+                                     "checked, rollback).")
     r.add_argument("backup", metavar="BACKUP", help="backup id, or 'latest'")
-    r.add_argument("--to", required=True, metavar="scratch|CONN_ID", help="'scratch' or a redis connection id")
-    r.add_argument("--data-dir", action="store_true", help="with --to CONN_ID: restore through the server's data directory")
+    r.add_argument("--to", required=True, metavar="scratch|CONN_ID", help="'scratch', or the connection id of ANY redis server "
+                   "(without --data-dir: loaded over the network)")
+    r.add_argument("--replace", action="store_true", help="network load into a non-empty server: replace ALL of its data "
+                   "(safety copy first; the result is compared with the backup)")
+    r.add_argument("--data-dir", nargs="?", const="", metavar="DIR", help="restore through the server's data directory "
+                   "(DIR default: the policy source's data_dir)")
+    r.add_argument("--restart-command", metavar="CMD", help="with --data-dir: how to restart that server (an argv, split "
+                   "like a shell would, run without one; default: the policy source's restart_command)")
+    r.add_argument("--safety-dir", metavar="DIR", help="network load: where the safety copy of the target goes (default: "
+                   "the policy's local store)")
     r.add_argument("--detach", action="store_true", help="with --to scratch: leave the server running and exit")
     _common_restore_args(r)
     r.set_defaults(func=restore_other.run_redis)

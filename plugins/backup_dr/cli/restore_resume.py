@@ -62,14 +62,17 @@ def _mongo(args, policy, journal, entry, workdir) -> dict[str, Any]:
 
 
 def _redis_load(args, policy, journal, entry, workdir) -> dict[str, Any]:
+    from backup_dr.cli.restore_mongo import safety_dir
     from backup_dr.core.redis.load import load_into_server
+    from backup_dr.core.stores.local import LocalStore
 
     conn = resolve_conn(target_conn_id(entry, args.to))
+    safety = LocalStore(entry.safety.get("root") or safety_dir(None, policy), name="safety")
     stores = open_policy_stores(policy)
     backup = find_backup(Catalog(stores.opened), entry.backup_id)
     with work_dir("backup-dr-restore-", workdir) as tmp:
         report, attempts = with_good_copy(backup, stores, None, policy, lambda store, m: load_into_server(
-            conn, store, m, replace=True, workdir=str(tmp), safety_store=None, journal=journal, takes_over=entry))
+            conn, store, m, replace=True, workdir=str(tmp), safety_store=safety, journal=journal, takes_over=entry))
     return {"backup_id": backup.backup_id, **attempts.as_dict(),
             "summary": f"keys loaded: {report['copied']}; the target equals the backup ({report['verified']['method']})",
             "restore": report}

@@ -329,6 +329,7 @@ class RedisRecoverOperator(_DrStep):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.catalog import Catalog
         from backup_dr.core.redis.load import load_into_server
+        from backup_dr.core.restores.journal import JournalDir
 
         policy = get_policy(self.policy_path)
         candidates = [(c, j) for c in policy.classes.values() for j in c.jobs if policy.sources[j.source].type == "redis"]
@@ -345,7 +346,11 @@ class RedisRecoverOperator(_DrStep):
                 return {"dry_run": True, "backup_id": entry.backup_id}
             conn = conn_info(self.redis_target_conn_id)
             store = stores[entry.complete_in[0]]
-            result = load_into_server(conn, store, entry.manifest(), replace=True)
+            local = local_store(policy)
+            result = load_into_server(conn, store, entry.manifest(), replace=True, safety_store=local,
+                                      journal=JournalDir(local.root))
+            self.log.info("the whole Redis target equals %s (%s, %d keys compared)", entry.backup_id,
+                          result["verified"]["method"], result["verified"]["keys"])
         return {"dry_run": False, **result}
 
 
@@ -358,10 +363,10 @@ class FilesRecoverOperator(_DrStep):
         self.sources = sources
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
         from backup_dr.core.catalog import Catalog
         from backup_dr.core.files import restore_files
+        from backup_dr.core.restores.journal import JournalDir
+        from backup_dr.core.restores.workdirs import work_dir
 
         policy = get_policy(self.policy_path)
         out = {}
@@ -378,8 +383,9 @@ class FilesRecoverOperator(_DrStep):
                     self.log.warning("DRY RUN: would restore %s into %s", entry.backup_id, src.path)
                     out[name] = {"dry_run": True, "backup_id": entry.backup_id}
                     continue
-                with tempfile.TemporaryDirectory(prefix="backup-dr-files-") as work:
-                    res = restore_files(stores[entry.complete_in[0]], entry.manifest(), src.path, workdir=work, overwrite=True)
+                with work_dir("backup-dr-files-") as work:
+                    res = restore_files(stores[entry.complete_in[0]], entry.manifest(), src.path, workdir=work, overwrite=True,
+                                        journal=JournalDir(local_store(policy).root))
                 out[name] = res.as_dict()
         return out
 

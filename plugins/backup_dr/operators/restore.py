@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.restores.journal import JournalDir
 from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
 
@@ -104,28 +105,33 @@ class RedisRestoreOperator(BaseOperator):
 
     * ``scratch``: load it into a fresh local redis-server, check it against the manifest, stop it
       (a verification);
-    * ``load``: copy every key into the running server of ``target_conn_id`` over the network
-      (``DUMP``/``RESTORE``, TTLs kept); refuses a non-empty target unless ``replace``;
+    * ``load``: copy every key into the running server of ``target_conn_id`` (any server) over the
+      network (``DUMP``/``RESTORE``, TTLs kept); refuses a non-empty target unless ``replace``,
+      which makes the WHOLE target equal the backup (safety copy first, compared afterwards);
     * ``data_dir``: the seed's procedure made safe, for a worker on the Redis host: safety copy,
-      files placed with the previous owner/mode, restart via the source's ``restart_command``, key
-      counts checked, rollback on failure (the AOF-enabled empty-restart trap handled).
+      files placed with the previous owner/mode, restart via ``restart_command``, key counts
+      checked, rollback on failure (the AOF-enabled empty-restart trap handled).
 
     :param backup_id: a backup id or ``latest`` (templated)
     :param backup_class: policy class (templated)
     :param mode: scratch | load | data_dir (templated)
     :param target_conn_id: the Redis to load into / restart (templated; not for scratch)
     :param source: policy source (templated; default the class's Redis source)
-    :param replace: ``load`` mode: flush the target dbs first (templated)
+    :param replace: ``load`` mode: replace all of the target's data (templated)
+    :param data_dir: ``data_dir`` mode: the target server's data directory (templated; default the source's)
+    :param restart_command: ``data_dir`` mode: argv restarting the target (default the source's)
     """
 
-    template_fields: Sequence[str] = ("backup_id", "backup_class", "mode", "target_conn_id", "source", "replace")
+    template_fields: Sequence[str] = ("backup_id", "backup_class", "mode", "target_conn_id", "source", "replace", "data_dir")
     ui_color = "#fbe9e7"
 
     def __init__(self, *, backup_id: str, backup_class: str, mode: str = "scratch", target_conn_id: str | None = None,
-                 source: str | None = None, replace: Any = False, policy_path: str | None = None, **kwargs) -> None:
+                 source: str | None = None, replace: Any = False, data_dir: str | None = None,
+                 restart_command: list[str] | None = None, policy_path: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.backup_id, self.backup_class, self.mode = backup_id, backup_class, mode
         self.target_conn_id, self.source, self.replace, self.policy_path = target_conn_id, source, replace, policy_path
+        self.data_dir, self.restart_command = data_dir, restart_command
 
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.artifacts.layout import kind_for
@@ -149,10 +155,17 @@ class RedisRestoreOperator(BaseOperator):
             elif self.mode == "load":
                 from backup_dr.core.redis.load import load_into_server
 
-                result = load_into_server(conn_info(self.target_conn_id), store, manifest, replace=_truthy(self.replace))
+                local = local_store(policy, cls.name)
+                result = load_into_server(conn_info(self.target_conn_id), store, manifest, replace=_truthy(self.replace),
+                                          safety_store=local, journal=JournalDir(local.root))
             else:
+                from dataclasses import replace
+
                 from backup_dr.core.redis.restore import restore_data_dir
 
-                result = restore_data_dir(conn_info(self.target_conn_id), src, store, manifest)
+                target_src = replace(src, data_dir=self.data_dir or src.data_dir,
+                                     restart_command=tuple(self.restart_command or src.restart_command))
+                result = restore_data_dir(conn_info(self.target_conn_id), target_src, store, manifest,
+                                          journal=JournalDir(local_store(policy, cls.name).root))
         return {"backup_id": entry.backup_id, "store": store.name, "mode": self.mode,
                 **{k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, dict, list, type(None)))}}

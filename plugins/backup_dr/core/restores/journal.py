@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -161,6 +162,13 @@ class JournalDir:
         self.store.delete(self._key(entry.id))
         self._lock_path(entry.id).unlink(missing_ok=True)
 
+    def clear(self, entry: JournalEntry) -> None:
+        """Remove a dead record and the scratch paths it lists (``safety.cleanup``: e.g. a staging
+        directory next to the target, outside any temp dir)."""
+        for path in entry.safety.get("cleanup") or ():
+            shutil.rmtree(path, ignore_errors=True)
+        self.remove(entry)
+
     def write(self, entry: JournalEntry) -> None:
         entry.updated_at = iso(datetime.now(timezone.utc))
         self.store.put_bytes(self._key(entry.id), entry.to_json())
@@ -184,7 +192,7 @@ class JournalDir:
                                      hint="wait for it to finish; two restores must never write one target at once")
             if not e.touched:
                 log.warning("removing the journal record of a restore that died before touching %s: %s", e.label, e.describe())
-                self.remove(e)
+                self.clear(e)
                 continue
             raise InterruptedRestoreFound(
                 f"an interrupted restore into {e.label} was found: the target may be half-written",
@@ -251,7 +259,7 @@ class JournalDir:
                 entry.phase = "rolling_back"
                 self.write(entry)
             yield entry
-            self.remove(entry)
+            self.clear(entry)
         finally:
             os.close(fd)
 
@@ -277,3 +285,29 @@ class OpenJournal:
 
     def rolling_back(self) -> None:
         self.update(phase="rolling_back")
+
+
+class _Unrecorded:
+    """Stands in for an OpenJournal when a caller keeps no journal (signals still roll back)."""
+
+    id = None
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    writing = update
+
+    def rolling_back(self) -> None:
+        pass
+
+
+@contextmanager
+def recorded(journal: JournalDir | None, engine: str, target: dict[str, Any], *, backup_id: str | None, what: str,
+             resume: dict[str, Any] | None = None, takes_over: JournalEntry | None = None) -> Iterator[OpenJournal]:
+    """``journal.begin(...)``; without a journal only the signal guard (API callers that keep none)."""
+    if journal is None:
+        with interruptible(what):
+            yield _Unrecorded()  # type: ignore[misc]
+        return
+    with journal.begin(engine, target, backup_id=backup_id, what=what, resume=resume, takes_over=takes_over) as opened:
+        yield opened
