@@ -18,6 +18,7 @@ from typing import Any
 from backup_dr.cli.common import UsageError, local_store, resolve_conn
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
 from backup_dr.core.restores.journal import JournalDir, JournalEntry
+from backup_dr.core.restores.workdirs import sweep_stale
 
 _EPILOG = """\
 examples:
@@ -70,6 +71,7 @@ def _as_dict(e: JournalEntry) -> dict[str, Any]:
 
 
 def run_status(args) -> int:
+    sweep_stale()  # temp dirs of killed restores go; their journal records stay until rolled back or resumed
     policy = load_policy_arg(args)
     journal = JournalDir(journal_root(policy, args.journal_dir))
     entries = journal.entries()
@@ -109,6 +111,7 @@ def _clients():
 def run_rollback(args) -> int:
     from backup_dr.core.restores.recover import roll_back
 
+    sweep_stale()
     policy = load_policy_arg(args)
     journal = JournalDir(journal_root(policy, args.journal_dir))
     entry = pick(journal, args.journal_id)
@@ -124,6 +127,7 @@ def run_rollback(args) -> int:
 def run_resume(args) -> int:
     from backup_dr.cli import restore_resume
 
+    sweep_stale(getattr(args, "workdir", None))
     policy = load_policy_arg(args)
     journal = JournalDir(journal_root(policy, args.journal_dir))
     entry = pick(journal, args.journal_id)

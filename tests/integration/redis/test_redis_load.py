@@ -24,21 +24,11 @@ from backup_dr.core.stores.local import LocalStore
 from backup_dr.devstack.servers import RedisServer
 
 from tests.faults.conftest import FaultThread
+from redis_testdata import everything
 
 
 def _conn(server, conn_id):
     return ConnInfo(conn_id, "redis", "127.0.0.1", server.port, None, server.password)
-
-
-def everything(server) -> dict:
-    """Every key of every database: (type, DUMP payload, PEXPIRETIME)."""
-    out = {}
-    for db in range(16):
-        r = server.client(db=db)
-        for key in r.scan_iter(count=1000):
-            out[(db, key)] = (r.type(key), r.dump(key), r.execute_command("PEXPIRETIME", key))
-        r.close()
-    return out
 
 
 def _fill(r, dbs=(0, 3), n=3000, prefix="k"):

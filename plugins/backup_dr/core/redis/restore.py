@@ -48,7 +48,7 @@ from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, R
 from backup_dr.core.policy_model import RedisSource
 from backup_dr.core.redis.bgsave import bgsave, config_get
 from backup_dr.core.redis.client import keyspace_counts, redis_client, target, translate
-from backup_dr.core.redis.data_dir_files import (KEEP_SAFETY_COPIES, SAFETY_PREFIX, items_of, live_names,
+from backup_dr.core.redis.data_dir_files import (KEEP_SAFETY_COPIES, SAFETY_PREFIX, STAGE_PREFIX, items_of, live_names,
                                                  prune_safety_copies, stage_files, swap_in, undo_swap)
 from backup_dr.core.redis.load import redis_target
 from backup_dr.core.redis.scratch import ScratchRedis
@@ -158,7 +158,9 @@ def restore_data_dir(conn: ConnInfo, source: RedisSource, store: Store, manifest
                       "settings": settings, "run_id": run_id, "before_keys": before_keys, "before_expires": before_expires,
                       "restart_command": list(source.restart_command), "source": source.name,
                       "restart_timeout": restart_timeout, "load_timeout": load_timeout,
+                      "cleanup": [str(data_dir / f"{STAGE_PREFIX}{stamp}")],  # the staging dir goes with the record
                       "describe": f"safety copy {safety} (the previous {' / '.join(live_names(settings))})"}
+            opened.update(safety=record)
             stage = stage_files(data_dir, rdb, settings, stamp)
             try:
                 opened.writing(safety=record)

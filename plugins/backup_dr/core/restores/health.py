@@ -1,5 +1,8 @@
 """The health check's view of the restore journal: an interrupted restore is CRITICAL.
 
+(A restore that died before touching its target is a warning: nothing to undo, and the next
+restore into that target clears its record and leftovers.)
+
 Plugs into ``check_health(..., extra_checks=[interrupted_restores_check])``. It reads the
 journal of every local store the check can see (where every restore writes its record):
 a record whose restore is no longer running is a target that may be half-written, reported
@@ -30,7 +33,7 @@ def interrupted_restores_check(policy: Policy, catalog: Catalog, report: HealthR
                 continue
             state = "the target may be half-written" if entry.touched else "it had not touched the target yet"
             report.findings.append(Finding(
-                "critical",
+                "critical" if entry.touched else "warning",
                 f"INTERRUPTED RESTORE into {entry.label}: {entry.engine} restore of {entry.backup_id or '?'} started "
                 f"{entry.started_at} (pid {entry.pid} on {entry.host}) never finished, {state} (phase {entry.phase}); "
                 f"{entry.safety_text()}; undo it: {entry.commands()[0]}, or finish it: {entry.commands()[1]}",

@@ -69,9 +69,9 @@ _state = _State()
 def _handler(signum, frame) -> None:
     if _state.shield or _state.interrupted:
         _state.held.append(signum)
-        log.warning("%s received while %s is rolling back: the rollback finishes first (SIGKILL abandons it; "
-                    "`python -m backup_dr restore status` then shows the interrupted restore)", signal_name(signum),
-                    _state.what or "the restore")
+        log.warning("%s received while %s %s: that finishes first (SIGKILL abandons it; `python -m backup_dr "
+                    "restore status` then shows the interrupted restore)", signal_name(signum), _state.what or "the restore",
+                    "is rolling back" if _state.interrupted else "cannot be interrupted (rolling back or swapping files in)")
         return
     _state.interrupted = True
     log.error("%s received: stopping %s and rolling the target back before exiting", signal_name(signum),
