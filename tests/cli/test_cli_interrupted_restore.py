@@ -166,7 +166,10 @@ def test_sigkill_then_resume_finishes_with_the_original_safety_backup(bulky, pro
     [record] = _journal(h)
     safeties = sorted(p.name for p in (h.root / "backups").rglob("*.safety.*"))
 
-    done = cli.json("restore", "resume", "latest")
+    [found] = cli.json("restore", "status", expect=1)["restores"]
+    command = found["commands"][1].split()[3:]  # "python -m backup_dr restore resume <id>", as printed
+    assert command == ["restore", "resume", record["id"]]
+    done = cli.json(*command)
     assert done["journal"] == record["id"] and record["safety"]["backup_id"] in done["summary"]
     assert snapshot_db(client, db, CRITICAL) == snapshot_db(source, sample_data.DATABASE, CRITICAL)
     assert snapshot_db(client, db)["statistics"] == before["statistics"]  # not in the backup: untouched
