@@ -19,19 +19,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.errors import BackupDRError
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
+from backup_dr.core.restores.journal import JournalDir
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
+from backup_dr.operators.dr_interrupted import dry_run_check, journaling_for, settle
 
 
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
-
-
-def _journaling(local, conn_id: str, resumes: str | None):
-    """The restore journal of a DR restore: in the local store; ``resumes`` a record to take over."""
-    from backup_dr.core.mongo.interrupted import Journaling
-    from backup_dr.core.restores.journal import JournalDir
-
-    journal = JournalDir(local.root)
-    return Journaling(dir=local.root, conn_id=conn_id, takes_over=journal.get(resumes) if resumes else None)
 
 
 def _probe_mongo(conn_id: str) -> dict[str, Any]:
@@ -182,12 +176,7 @@ class PickBackupOperator(_DrStep):
 class SafetyBackupOperator(_DrStep):
     """Dump the restore target's current data into the local store (kind ``safety``) before
     anything overwrites it; the restore step uses it to roll back, and it stays as an undo.
-
-    An interrupted earlier restore into the target (its journal record left behind by a
-    killed worker) stops the run here, before a safety backup of the half-written data could
-    be taken, unless the run's ``interrupted_restore`` param says ``rollback`` (put the target
-    back as it was before that restore, then recover) or ``resume`` (recover with that
-    restore's original safety backup)."""
+    An interrupted earlier restore into the target stops it first (:mod:`.dr_interrupted`)."""
 
     template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "interrupted_restore")
 
@@ -196,26 +185,22 @@ class SafetyBackupOperator(_DrStep):
         self.interrupted_restore = interrupted_restore
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from backup_dr.core.mongo.interrupted import find_interrupted
         from backup_dr.core.mongo.safe_restore import take_safety_backup
-        from backup_dr.core.restores.journal import JournalDir
 
         policy, sc, cls, src = self.setup()
         target_db = self.picked(context).get("database") or src.database
         local = local_store(policy, cls.name)
         if _truthy(self.dry_run):
-            self._dry_run_check(local, target_db)
+            dry_run_check(self, local, target_db)
             self.log.warning("DRY RUN: would dump %s on %s as a safety backup", target_db, self.target_conn_id)
             return {"dry_run": True, "database": target_db}
         secrets = conn_info(self.target_conn_id).secrets
         with translate_errors(*secrets, conn_id=self.target_conn_id):
             client = mongo_client(self.target_conn_id)
             try:
-                found = find_interrupted(JournalDir(local.root), client, target_db)
-                if found is not None:
-                    decided = self._interrupted(found, client, local, target_db, secrets)
-                    if decided is not None:
-                        return decided
+                decided = settle(self, client, local, target_db, secrets)  # an interrupted restore into the target?
+                if decided is not None:
+                    return decided
                 manifest = take_safety_backup(client, target_db, local, backup_class=cls.name, source=src.name,
                                               secrets=secrets)
             finally:
@@ -224,44 +209,6 @@ class SafetyBackupOperator(_DrStep):
             self.log.info("target %s has no database %s: nothing to protect", self.target_conn_id, target_db)
             return {"dry_run": False, "safety_backup": None, "database": target_db}
         return {"dry_run": False, "safety_backup": manifest.backup_id, "database": target_db, "counts": manifest.counts}
-
-    def _dry_run_check(self, local, target_db: str) -> None:
-        """A rehearsal reports an interrupted restore too (the target may not be reachable yet)."""
-        from backup_dr.core.mongo.interrupted import find_interrupted
-        from backup_dr.core.restores.journal import JournalDir
-
-        try:
-            client = mongo_client(self.target_conn_id, serverSelectionTimeoutMS=3000)
-            try:
-                found = find_interrupted(JournalDir(local.root), client, target_db)
-            finally:
-                client.close()
-        except Exception as e:  # noqa: BLE001 - a rehearsal reports, the real run decides
-            self.log.warning("DRY RUN: could not check the target for an interrupted restore: %s", type(e).__name__)
-            return
-        if found is not None:
-            self.log.error("DRY RUN: an interrupted restore into the target was found (%s): the real run stops here unless "
-                           "interrupted_restore=rollback or resume", found.describe())
-
-    def _interrupted(self, found, client, local, target_db: str, secrets) -> dict[str, Any] | None:
-        """Act on an interrupted restore into the target, as ``interrupted_restore`` says."""
-        from backup_dr.core.mongo.interrupted import rollback_interrupted
-        from backup_dr.core.restores.journal import JournalDir
-
-        mode = str(self.interrupted_restore or "fail").strip().lower()
-        self.log.error("CRITICAL: an interrupted restore into the target was found: %s; %s", found.describe(), found.safety_text())
-        if mode not in ("rollback", "resume"):
-            raise AirflowFailException(
-                f"CRITICAL: an interrupted restore into {found.label} was found, the target may be half-written: "
-                f"{found.describe()}; {found.safety_text()}. Trigger this DAG again with interrupted_restore=rollback "
-                f"(put the target back as it was before that restore, then recover) or interrupted_restore=resume (recover "
-                f"keeping that restore's original safety backup); without Airflow: {' / '.join(found.commands())}")
-        if mode == "resume":
-            self.log.warning("resuming: the restore step takes over %s and keeps its safety backup", found.id)
-            return {"dry_run": False, "database": target_db, "safety_backup": found.safety.get("backup_id"), "resumes": found.id}
-        report = rollback_interrupted(client, JournalDir(local.root), found, secrets=secrets)
-        self.log.warning("rolled back the interrupted restore %s: %s", found.id, report)
-        return None
 
 
 class MongoRecoverOperator(_DrStep):
@@ -277,7 +224,6 @@ class MongoRecoverOperator(_DrStep):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.artifacts.layout import BackupId
         from backup_dr.core.artifacts.reader import load_manifest
-        from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
         policy, sc, cls, src = self.setup()
         pick = self.picked(context)
@@ -290,7 +236,7 @@ class MongoRecoverOperator(_DrStep):
         safety_id = safety_step.get("safety_backup")
         secrets = conn_info(self.target_conn_id).secrets
         local = local_store(policy, cls.name)
-        journaling = _journaling(local, self.target_conn_id, safety_step.get("resumes"))
+        journaling = journaling_for(local, self.target_conn_id, safety_step.get("resumes"))
         with translate_errors(*secrets, conn_id=self.target_conn_id), work_dir("backup-dr-restore-") as work:
             client = mongo_client(self.target_conn_id)
             try:
@@ -329,7 +275,6 @@ class RedisRecoverOperator(_DrStep):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.catalog import Catalog
         from backup_dr.core.redis.load import load_into_server
-        from backup_dr.core.restores.journal import JournalDir
 
         policy = get_policy(self.policy_path)
         candidates = [(c, j) for c in policy.classes.values() for j in c.jobs if policy.sources[j.source].type == "redis"]
@@ -346,11 +291,7 @@ class RedisRecoverOperator(_DrStep):
                 return {"dry_run": True, "backup_id": entry.backup_id}
             conn = conn_info(self.redis_target_conn_id)
             store = stores[entry.complete_in[0]]
-            local = local_store(policy)
-            result = load_into_server(conn, store, entry.manifest(), replace=True, safety_store=local,
-                                      journal=JournalDir(local.root))
-            self.log.info("the whole Redis target equals %s (%s, %d keys compared)", entry.backup_id,
-                          result["verified"]["method"], result["verified"]["keys"])
+            result = load_into_server(conn, store, entry.manifest(), replace=True, safety_store=local_store(policy))
         return {"dry_run": False, **result}
 
 
@@ -365,8 +306,6 @@ class FilesRecoverOperator(_DrStep):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.catalog import Catalog
         from backup_dr.core.files import restore_files
-        from backup_dr.core.restores.journal import JournalDir
-        from backup_dr.core.restores.workdirs import work_dir
 
         policy = get_policy(self.policy_path)
         out = {}
