@@ -193,13 +193,16 @@ def cli_cmd() -> list[str]:
     return [sys.executable, "-m", "backup_dr"]
 
 
-def test_restore_redis_into_a_server_needs_data_dir_and_the_policy_settings(cli, history):
-    out = cli.run("restore", "redis", "latest", "--to", "redis_cache")
-    assert out.returncode == 2 and "say so with --data-dir" in out.stderr
-    out = cli.run("restore", "redis", "latest", "--to", "redis_cache", "--data-dir",
-                  extra_env={"AIRFLOW_CONN_REDIS_CACHE": '{"conn_type": "redis", "host": "127.0.0.1", "port": 9}'})
-    assert out.returncode == 1
-    assert "a data_dir restore needs data_dir and restart_command in the policy" in out.stderr
+def test_restore_redis_data_dir_needs_a_data_dir_and_a_restart_command(cli, history, tmp_path):
+    unreachable = {"AIRFLOW_CONN_REDIS_CACHE": '{"conn_type": "redis", "host": "127.0.0.1", "port": 9}'}
+    out = cli.run("restore", "redis", "latest", "--to", "redis_cache", "--data-dir", extra_env=unreachable)
+    assert out.returncode == 2  # the policy's redis_cache has neither: the flags that supply them are named
+    assert "needs the server's data directory and a restart command" in out.stderr and "--restart-command" in out.stderr
+    out = cli.run("restore", "redis", "latest", "--to", "redis_cache", "--data-dir", str(tmp_path / "absent"),
+                  "--restart-command", "true", extra_env=unreachable)
+    assert out.returncode == 1 and "does not exist on this worker" in out.stderr
+    out = cli.run("restore", "redis", "latest", "--to", "redis_cache", "--restart-command", "true", extra_env=unreachable)
+    assert out.returncode == 2 and "--restart-command only applies to --data-dir" in out.stderr
 
 
 # ----------------------------------------------------------------------------- files and git

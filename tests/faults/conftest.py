@@ -95,19 +95,9 @@ def mail_text(smtp, message) -> str:
 
 
 def tmp_leftovers(root: Path) -> list[str]:
-    """Temp files/dirs our writers create (``.tmp-*``) anywhere under ``root``.
-
-    Not counted: the writer's lock file (``.tmp-lock``) inside a COMPLETE backup directory
-    (manifest present): it stays by design (a zombie attempt that wakes up finds the lock
-    and the manifest) and goes with the directory when prune deletes the backup. Anywhere
-    else, e.g. in a directory without a manifest, it is a leftover.
-    """
-    out = []
-    for p in Path(root).rglob(".tmp-*"):
-        if p.name == ".tmp-lock" and (p.parent / "manifest.json").exists():
-            continue
-        out.append(str(p.relative_to(root)))
-    return sorted(out)
+    """Temp files/dirs our writers create (``.tmp-*``, the writer's ``.tmp-lock`` included)
+    anywhere under ``root``: a committed backup holds none (the lock goes with the commit)."""
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob(".tmp-*"))
 
 
 def backup_dirs(root: Path) -> dict[str, bool]:
@@ -288,6 +278,55 @@ def bulky_mongo(tmp_path, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA",
                            mongo_conn(server, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500))
         yield server
+
+
+
+# ----------------------------------------------------------------------------- restore targets
+
+APP = "restore-under-test"
+
+
+class TestCommandsMongo(MongoServer):
+    """A SecantusDB with mongod's test commands on (``configureFailPoint``)."""
+
+    def command(self):
+        return super().command() + ["--enable-test-commands"]
+
+
+@pytest.fixture
+def target(tmp_path, monkeypatch):
+    """A production-like restore target and its ``mongo_dr_target`` connection (clients named APP):
+    other data than the backup, a JSON-schema validator, edited documents, a capped collection
+    and a collated one the backup does not touch."""
+    with TestCommandsMongo(tmp_path / "target") as server:
+        client = server.client()
+        db = client[sample_data.DATABASE]
+        sample_data.seed_mongo(client, {"announcements": 700, "businesses": 400, "contents": 90, "statistics": 60}, seed=99)
+        db.command("collMod", "businesses", validator={"$jsonSchema": {"bsonType": "object", "required": ["business_number"]}})
+        db.announcements.update_many({}, {"$set": {"edited_in_production": True}})
+        db.create_collection("audit", capped=True, size=1 << 20)
+        db.audit.insert_many([{"_id": i, "event": f"login {i}"} for i in range(50)])
+        db.create_collection("지역", collation={"locale": "ko", "strength": 2})
+        db["지역"].insert_many([{"_id": i, "name": n} for i, n in enumerate(["서울", "부산", "대구"])])
+        monkeypatch.setenv("AIRFLOW_CONN_MONGO_DR_TARGET", json.dumps({
+            "conn_type": "mongo", "host": "127.0.0.1", "port": server.port,
+            "extra": {"directConnection": True, "appname": APP}}))
+        yield server, client
+        client.admin.command("configureFailPoint", "failCommand", mode="off")
+        client.close()
+
+
+@pytest.fixture
+def backup_id(backup_stack, seeded_mongo):
+    """A critical_data backup of the session's sample database, made by its DAG an hour ago."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.dags.conftest import run_dag
+
+    when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    dr, states = run_dag("backup_critical_data", logical_date=when, run_after=when)
+    assert str(dr.state) == "success", states
+    return xcom(dr, "backup_mongodb")["backup_id"]
 
 
 def run_cli(*args: str, timeout: float = 180, env: dict[str, str] | None = None):

@@ -8,61 +8,19 @@ retryable write fails too): a real network fault in the middle of writing the ta
 
 Through both restore paths (the break-glass CLI and the DR DAG's restore step) the restore
 fails with an error saying it was rolled back, and every document (raw BSON by _id), every
-index and every collection option of the target database is as before.
+index and every collection option of the target database is as before. (The target and the
+backup are the ``target`` and ``backup_id`` fixtures of the faults conftest.)
 """
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta, timezone
-
-import pytest
-
 from backup_dr.devstack import sample_data
-from backup_dr.devstack.servers import MongoServer
 from tests.dags.conftest import Approver, run_dag
-from tests.faults.conftest import raw_snapshot, run_cli, xcom
-
-APP = "restore-under-test"
-
-
-class _TestCommandsMongo(MongoServer):
-    def command(self):
-        return super().command() + ["--enable-test-commands"]
-
-
-@pytest.fixture
-def target(tmp_path, monkeypatch):
-    """The production-like target and its ``mongo_dr_target`` connection (clients named APP)."""
-    with _TestCommandsMongo(tmp_path / "target") as server:
-        client = server.client()
-        db = client[sample_data.DATABASE]
-        sample_data.seed_mongo(client, {"announcements": 700, "businesses": 400, "contents": 90, "statistics": 60}, seed=99)
-        db.command("collMod", "businesses", validator={"$jsonSchema": {"bsonType": "object", "required": ["business_number"]}})
-        db.announcements.update_many({}, {"$set": {"edited_in_production": True}})
-        db.create_collection("audit", capped=True, size=1 << 20)
-        db.audit.insert_many([{"_id": i, "event": f"login {i}"} for i in range(50)])
-        db.create_collection("지역", collation={"locale": "ko", "strength": 2})
-        db["지역"].insert_many([{"_id": i, "name": n} for i, n in enumerate(["서울", "부산", "대구"])])
-        monkeypatch.setenv("AIRFLOW_CONN_MONGO_DR_TARGET", json.dumps({
-            "conn_type": "mongo", "host": "127.0.0.1", "port": server.port,
-            "extra": {"directConnection": True, "appname": APP}}))
-        yield server, client
-        client.admin.command("configureFailPoint", "failCommand", mode="off")
-        client.close()
-
+from tests.faults.conftest import APP, raw_snapshot, run_cli
 
 def _break_the_third_insert(client) -> None:
     client.admin.command("configureFailPoint", "failCommand", mode={"skip": 2, "times": 2},
                          data={"failCommands": ["insert"], "closeConnection": True, "appName": APP})
-
-
-@pytest.fixture
-def backup_id(backup_stack, seeded_mongo):
-    when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
-    dr, states = run_dag("backup_critical_data", logical_date=when, run_after=when)
-    assert str(dr.state) == "success", states
-    return xcom(dr, "backup_mongodb")["backup_id"]
 
 
 def test_cli_restore_broken_halfway_leaves_the_target_byte_for_byte(backup_id, target, tmp_path):

@@ -19,7 +19,8 @@ examples:
   python -m backup_dr health
   python -m backup_dr health --json --save     # keep the report in the local store (latest.json + a dated copy)
 
-exit 1 when the status is critical (no backup, RPO breached, failed verification or drill, unreachable store).
+exit 1 when the status is critical (no backup, RPO breached, failed verification or drill, unreachable store,
+an interrupted restore: see `python -m backup_dr restore status`).
 """
 
 
@@ -38,8 +39,10 @@ def run(args) -> int:
     policy = load_policy_arg(args)
     stores = open_policy_stores(policy)
     from backup_dr.core.pitr.health import pitr_health_check  # imported late: only `health` needs it
+    from backup_dr.core.restores.health import interrupted_restores_check
 
-    report = check_health(policy, stores.opened, unavailable=stores.unavailable, extra_checks=[pitr_health_check])
+    report = check_health(policy, stores.opened, unavailable=stores.unavailable,
+                          extra_checks=[pitr_health_check, interrupted_restores_check])
     data: dict[str, Any] = report.to_dict()
     if args.save:
         local = local_store(policy)

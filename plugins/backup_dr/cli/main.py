@@ -14,6 +14,7 @@ message and log line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -25,6 +26,7 @@ from backup_dr import __version__
 from backup_dr.cli.common import UsageError, scrub
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, PolicyError
 from backup_dr.core.policy import default_policy_path, load_policy
+from backup_dr.core.restores.signals import RestoreInterrupted, interruptible
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -163,11 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.func(args) or EXIT_OK)
+        with interruptible(f"`{args.command}`") if args.command == "restore" else contextlib.nullcontext():
+            return int(args.func(args) or EXIT_OK)
     except (PolicyError, ConnectionConfigError, UsageError) as e:
         return _fail(args, e, EXIT_USAGE)
-    except BackupDRError as e:
-        return _fail(args, e, EXIT_FAILED)
+    except BackupDRError as e:  # a restore rolled back after a signal exits as that signal would: 128 + n
+        signum = getattr(e, "signum", None)
+        return _fail(args, e, 128 + signum if signum else EXIT_FAILED)
+    except RestoreInterrupted as e:  # outside a restore's writing phase: nothing to roll back
+        where = getattr(e, "untouched", None)
+        return _fail(args, RuntimeError(f"{e} before {where} was changed: nothing to undo" if where else
+                                        f"{e}; no restore was writing at that moment"), 128 + e.signum)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

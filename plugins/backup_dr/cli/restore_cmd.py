@@ -1,9 +1,11 @@
 """``restore mongo|redis|files|git``: the parsers; the work is in restore_mongo / restore_other.
 
 Every restore reads a copy whose bytes match the manifest (falling back to the next store
-when one copy is bad, and saying so), and never leaves a target half-written: MongoDB
-takes a safety backup and rolls back, Redis keeps a safety copy and rolls back, files are
-swapped in atomically.
+when one copy is bad, and saying so), and never leaves a target half-written unnoticed:
+MongoDB takes a safety backup and rolls back, Redis keeps a safety copy and rolls back,
+files are swapped in atomically; SIGTERM / SIGINT / SIGHUP roll back before exiting, and a
+restore killed outright is found by ``restore status`` (its journal record) and undone by
+``restore rollback`` or finished by ``restore resume``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ _REDIS_EPILOG = """\
 examples:
   python -m backup_dr restore redis latest --to scratch                  # serve it locally until Ctrl-C
   python -m backup_dr restore redis latest --to scratch --detach         # leave it running, print PID and dir
+  python -m backup_dr restore redis latest --to redis_new                # load over the network into an empty server
+  python -m backup_dr restore redis latest --to redis_new --replace      # the whole server becomes the backup
   python -m backup_dr restore redis operational_data.redis_cache.rdb.20261126T020000Z --to redis_cache --data-dir
+  python -m backup_dr restore redis latest --to redis_new --data-dir /var/lib/redis --restart-command 'systemctl restart redis'
+
+--replace: every database of the target is flushed (also databases the backup lacks), a safety copy of its data
+is kept first (a 'safety' backup in --safety-dir), and afterwards the restore compares the whole target with the
+backup (DEBUG DIGEST + expiry times, or key by key) and reports how.
 """
 
 _FILES_EPILOG = """\
@@ -55,7 +64,7 @@ def register(sub, common) -> None:
     kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND")
     restore.set_defaults(func=lambda args: restore.print_help() or 2)
 
-    from backup_dr.cli import restore_mongo, restore_other
+    from backup_dr.cli import restore_journal_cmd, restore_mongo, restore_other
 
     m = kinds.add_parser("mongo", parents=[common], formatter_class=_RAW, epilog=_MONGO_EPILOG,
                          help="MongoDB: safe restore (safety backup, validate, roll back)",
@@ -75,13 +84,22 @@ def register(sub, common) -> None:
     m.set_defaults(func=restore_mongo.run)
 
     r = kinds.add_parser("redis", parents=[common], formatter_class=_RAW, epilog=_REDIS_EPILOG,
-                         help="Redis: into a local scratch server, or a server's data dir",
-                         description="Load a Redis backup (RDB or AOF) into a fresh local redis-server (--to scratch), or "
-                                     "replace the data of the server behind a connection (--to CONN_ID --data-dir: safety "
-                                     "copy, restart through the policy source's restart_command, counts checked, rollback).")
+                         help="Redis: into a local scratch server, any server over the network, or a server's data dir",
+                         description="Load a Redis backup (RDB or AOF) into a fresh local redis-server (--to scratch), into "
+                                     "the server behind any connection over the network (--to CONN_ID [--replace]), or "
+                                     "replace that server's files (--to CONN_ID --data-dir: safety copy, restart, counts "
+                                     "checked, rollback).")
     r.add_argument("backup", metavar="BACKUP", help="backup id, or 'latest'")
-    r.add_argument("--to", required=True, metavar="scratch|CONN_ID", help="'scratch' or a redis connection id")
-    r.add_argument("--data-dir", action="store_true", help="with --to CONN_ID: restore through the server's data directory")
+    r.add_argument("--to", required=True, metavar="scratch|CONN_ID", help="'scratch', or the connection id of ANY redis server "
+                   "(without --data-dir: loaded over the network)")
+    r.add_argument("--replace", action="store_true", help="network load into a non-empty server: replace ALL of its data "
+                   "(safety copy first; the result is compared with the backup)")
+    r.add_argument("--data-dir", nargs="?", const="", metavar="DIR", help="restore through the server's data directory "
+                   "(DIR default: the policy source's data_dir)")
+    r.add_argument("--restart-command", metavar="CMD", help="with --data-dir: how to restart that server (an argv, split "
+                   "like a shell would, run without one; default: the policy source's restart_command)")
+    r.add_argument("--safety-dir", metavar="DIR", help="network load: where the safety copy of the target goes (default: "
+                   "the policy's local store)")
     r.add_argument("--detach", action="store_true", help="with --to scratch: leave the server running and exit")
     _common_restore_args(r)
     r.set_defaults(func=restore_other.run_redis)
@@ -104,3 +122,5 @@ def register(sub, common) -> None:
     g.add_argument("--to", required=True, metavar="DIR", help="target directory (absent or empty)")
     _common_restore_args(g)
     g.set_defaults(func=lambda args: restore_other.run_files(args, git_only=True))
+
+    restore_journal_cmd.register(kinds, common, _RAW)

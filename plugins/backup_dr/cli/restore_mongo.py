@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import re
-import tempfile
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,10 +21,13 @@ from backup_dr.cli.common import (UsageError, find_backup, fmt_bytes, local_stor
                                   resolve_conn, source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.cli.restore_journal_cmd import journal_root
 from backup_dr.cli.targets import check_mongo_conn, mongo_client
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import TargetNotEmpty
 from backup_dr.core.mongo.backup import restore_mongodb
+from backup_dr.core.mongo.interrupted import Journaling
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
 log = logging.getLogger("backup_dr.cli")
 
@@ -94,6 +96,7 @@ def run(args) -> int:
         sys.stderr.write(f"point in time: {at.echo()}\n")
         sys.stderr.flush()
     workdir = workdir_arg(args.workdir)
+    sweep_stale(workdir)  # what a killed earlier restore left in the temp dir
     conn = resolve_conn(args.to)
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
@@ -114,12 +117,14 @@ def run(args) -> int:
     _check_selection(manifest, collections)
     safety = safety_dir(args.safety_dir, policy)
     log.info("restoring %s into MongoDB connection %s%s", entry.backup_id, conn.conn_id, f" database {args.db}" if args.db else "")
-    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-restore-", dir=workdir) as tmp:
+    journaling = Journaling(dir=journal_root(policy), conn_id=conn.conn_id)
+    with mongo_client(conn) as client, work_dir("backup-dr-restore-", workdir) as tmp:
         try:
             result, attempts = with_good_copy(
                 entry, stores, args.from_store, policy,
                 lambda store, m: restore_mongodb(client, store, m, workdir=tmp, safety_dir=safety, target_db=args.db,
-                                                 collections=collections, drop=args.drop, secrets=conn.secrets))
+                                                 collections=collections, drop=args.drop, secrets=conn.secrets,
+                                                 journaling=journaling))
         except TargetNotEmpty as e:
             raise _in_cli_terms(e) from None
     data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "database": result.target_db},
@@ -146,11 +151,12 @@ def _run_pitr(args, policy, stores, conn, typed, collections, workdir) -> int:
     if args.from_store:
         ordered = {args.from_store: ordered[args.from_store]}
     safety = safety_dir(args.safety_dir, policy)
-    with mongo_client(conn) as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-", dir=workdir) as tmp:
+    journaling = Journaling(dir=journal_root(policy), conn_id=conn.conn_id)
+    with mongo_client(conn) as client, work_dir("backup-dr-pitr-", workdir) as tmp:
         try:
             result = restore_to_time(client, ordered, policy, source, typed.at, target_db=args.db, collections=collections,
                                      drop=args.drop, workdir=tmp, safety_dir=safety, secrets=conn.secrets,
-                                     backup_class=args.backup_class)
+                                     backup_class=args.backup_class, journaling=journaling)
         except TargetNotEmpty as e:
             raise _in_cli_terms(e) from None
     data = {"ok": True, "at": typed.as_dict(), "target": {"conn_id": conn.conn_id, "database": args.db or source.database},

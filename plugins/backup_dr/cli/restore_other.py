@@ -2,8 +2,12 @@
 
 * Redis ``--to scratch``: a fresh local ``redis-server`` loaded with the backup, password in a
   0600 config file (never printed), kept until Ctrl-C or left running with ``--detach``.
-* Redis ``--to CONN_ID --data-dir``: the safe data-dir restore (safety copy, restart through
-  the policy source's ``restart_command``, counts checked, rollback).
+* Redis ``--to CONN_ID [--replace]``: loaded over the network into ANY server (a replacement
+  one too); ``--replace`` makes the whole target equal the backup (every database, safety
+  copy first, compared afterwards).
+* Redis ``--to CONN_ID --data-dir [DIR] [--restart-command CMD]``: the safe data-dir restore
+  (safety copy, restart, counts checked, rollback) of any server; the data dir and restart
+  command default to the backup's policy source.
 * Files: safe extraction into a staging directory, then an atomic swap; ``--overwrite`` moves
   a non-empty target aside first. A git bundle is cloned at the backed-up commit.
 """
@@ -11,9 +15,10 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,12 @@ from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_p
                                   workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
+from backup_dr.cli.restore_journal_cmd import journal_root
 from backup_dr.core.artifacts.layout import kind_for
 from backup_dr.core.catalog import Catalog
+from backup_dr.core.policy_model import RedisSource
+from backup_dr.core.restores.journal import JournalDir
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
 log = logging.getLogger("backup_dr.cli")
 
@@ -48,15 +57,34 @@ def _check_type(manifest, types: tuple[str, ...], what: str) -> None:
 # ----------------------------------------------------------------------------- redis
 
 
+def redis_source_for(policy, name: str, data_dir: str | None, restart_command: str | list[str] | None) -> RedisSource:
+    """The data dir and restart command of a data-dir restore: the flags, else the policy source
+    ``name`` (the backup's own source by default), so any server can be the target."""
+    src = policy.sources.get(name)
+    base = src if isinstance(src, RedisSource) else RedisSource(name, "")
+    argv = shlex.split(restart_command) if isinstance(restart_command, str) else restart_command
+    source = replace(base, data_dir=data_dir or base.data_dir, restart_command=tuple(argv or base.restart_command))
+    if not source.data_dir or not source.restart_command:
+        raise UsageError(f"a data-dir restore needs the server's data directory and a restart command; "
+                         f"{'the policy source ' + repr(name) if src is not None else 'no policy source'} gives "
+                         f"{'neither' if not (source.data_dir or source.restart_command) else 'only one'}",
+                         hint="pass --data-dir DIR --restart-command 'systemctl restart redis-server' (an argv, no shell, "
+                              "no secrets), or load it over the network instead: --to CONN_ID --replace")
+    return source
+
+
 def run_redis(args) -> int:
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
+    sweep_stale(workdir)
     to_scratch = args.to == "scratch"
-    if to_scratch and args.data_dir:
-        raise UsageError("--data-dir restores into a running server's data directory; it makes no sense with --to scratch")
-    if not to_scratch and not args.data_dir:
-        raise UsageError(f"restoring into the server of connection {args.to!r} replaces its data directory: say so with --data-dir",
-                         hint="or load the backup into a throw-away local server with --to scratch")
+    data_dir_mode = args.data_dir is not None
+    if to_scratch and (data_dir_mode or args.replace):
+        raise UsageError("--data-dir and --replace restore into a running server; they make no sense with --to scratch")
+    if data_dir_mode and args.replace:
+        raise UsageError("--data-dir replaces the server's files (all of its data) already; --replace is for network loads")
+    if args.restart_command and not data_dir_mode:
+        raise UsageError("--restart-command only applies to --data-dir restores")
     if args.detach and not to_scratch:
         raise UsageError("--detach only applies to --to scratch")
     conn = None if to_scratch else resolve_conn(args.to)
@@ -65,15 +93,14 @@ def run_redis(args) -> int:
     _check_type(entry.manifest(), ("redis",), "restore redis")
     if to_scratch:
         return _redis_scratch(args, policy, entry, stores, workdir)
+    journal = JournalDir(journal_root(policy))
+    if not data_dir_mode:
+        return _redis_load(args, policy, entry, stores, conn, journal, workdir)
     from backup_dr.core.redis.restore import restore_data_dir
 
-    source_name = args.source or entry.bid.source
-    source = policy.sources.get(source_name)
-    if source is None or source.type != "redis":
-        raise UsageError(f"source {source_name!r} is not a redis source of the policy: its data_dir and restart_command are needed",
-                         hint="pass --source NAME of the policy's redis source")
+    source = redis_source_for(policy, args.source or entry.bid.source, args.data_dir or None, args.restart_command)
     report, attempts = with_good_copy(entry, stores, args.from_store, policy,
-                                      lambda store, m: restore_data_dir(conn, source, store, m, workdir=workdir))
+                                      lambda store, m: restore_data_dir(conn, source, store, m, workdir=workdir, journal=journal))
     data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id, "data_dir": source.data_dir},
             **attempts.as_dict(), "restore": report}
     emit(args, data, lambda d: (
@@ -83,11 +110,31 @@ def run_redis(args) -> int:
     return 0
 
 
+def _redis_load(args, policy, entry, stores, conn, journal, workdir) -> int:
+    from backup_dr.cli.restore_mongo import safety_dir
+    from backup_dr.core.redis.load import load_into_server
+    from backup_dr.core.stores.local import LocalStore
+
+    safety = LocalStore(safety_dir(args.safety_dir, policy), name="safety")
+    with work_dir("backup-dr-restore-", workdir) as tmp:
+        report, attempts = with_good_copy(entry, stores, args.from_store, policy, lambda store, m: load_into_server(
+            conn, store, m, replace=args.replace, workdir=str(tmp), safety_store=safety, journal=journal))
+    data = {"ok": True, "backup_id": entry.backup_id, "target": {"conn_id": conn.conn_id}, **attempts.as_dict(), "restore": report}
+    emit(args, data, lambda d: "\n".join([
+        f"loaded {d['backup_id']} from store {d['store']} into {d['target']['conn_id']} ({d['restore']['target']})",
+        f"  keys: {d['restore']['copied']}",
+        f"  the whole target equals the backup: {d['restore']['verified']['method']}, "
+        f"{d['restore']['verified']['keys']} keys compared",
+        f"  previous data kept as safety copy {d['restore']['safety_backup']}" if d["restore"]["safety_backup"]
+        else "  the target was empty: no safety copy needed"]))
+    return 0
+
+
 def _redis_scratch(args, policy, entry, stores, workdir) -> int:
     from backup_dr.core.redis.verify import compare_counts, restore_to_scratch, server_state
 
     scratch, attempts = with_good_copy(entry, stores, args.from_store, policy,
-                                       lambda store, m: restore_to_scratch(store, m, workdir=workdir))
+                                       lambda store, m: restore_to_scratch(store, m, workdir=workdir, outlive_parent=args.detach))
     try:
         manifest = entry.manifest()
         state = server_state(scratch)
@@ -105,7 +152,7 @@ def _redis_scratch(args, policy, entry, stores, workdir) -> int:
         scratch.stop()
         raise
     if args.detach:
-        scratch.proc = None  # hand the process over: it runs in its own session and outlives us
+        scratch.hand_over()  # it runs in its own session and outlives us
         return 0
     return _serve_until_interrupted(scratch)
 
@@ -161,7 +208,8 @@ def run_files(args, *, git_only: bool = False) -> int:
     if is_bundle and getattr(args, "overwrite", False):
         raise UsageError("a git bundle is cloned into an absent or empty directory; --overwrite does not apply",
                          hint="give a new directory with --to")
-    with tempfile.TemporaryDirectory(prefix="backup-dr-files-", dir=workdir) as tmp:
+    sweep_stale(workdir)
+    with work_dir("backup-dr-files-", workdir) as tmp:
         if is_bundle:
             from backup_dr.core.gitbundle import restore_git
 
@@ -172,7 +220,8 @@ def run_files(args, *, git_only: bool = False) -> int:
 
             result, attempts = with_good_copy(entry, stores, args.from_store, policy,
                                               lambda store, m: restore_files(store, m, target, workdir=tmp,
-                                                                             overwrite=args.overwrite))
+                                                                             overwrite=args.overwrite,
+                                                                             journal=JournalDir(journal_root(policy))))
     data = {"ok": True, "backup_id": entry.backup_id, "kind": manifest.kind, **attempts.as_dict(),
             "target": str(target), "restore": result.as_dict()}
     emit(args, data, _files_text)

@@ -74,8 +74,24 @@ class RestoreError(BackupDRError):
     """A restore failed; the message says whether the target was rolled back."""
 
 
+class RestoreRolledBack(RestoreError):
+    """A restore failed or was interrupted, and the target was put back as it was before it.
+
+    ``signum``: the signal that interrupted it (SIGTERM, SIGINT, SIGHUP), else None; the CLI
+    exits with 128 + signum, as a process killed by that signal would."""
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None, signum: int | None = None):
+        super().__init__(message, detail=detail, hint=hint)
+        self.signum = signum
+
+
 class RestoreRefused(BackupDRError):
     """A restore was refused before touching the target (non-empty target, bad time, ...)."""
+
+
+class InterruptedRestoreFound(RestoreRefused):
+    """An earlier restore into the same target never finished (killed, power loss): the target
+    may be half-written, and it must be rolled back or finished before anything else writes it."""
 
 
 class TargetNotEmpty(RestoreRefused):

@@ -33,9 +33,7 @@ skipped (a locked manifest skips the whole backup, untouched), and prune moves o
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,6 +45,7 @@ from backup_dr.core.artifacts.manifest import iso
 from backup_dr.core.catalog import Catalog, CatalogEntry, data_point, newest_captured
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError, StoreError
+from backup_dr.core.locks import is_locked
 from backup_dr.core.policy_model import Gfs, Policy, Retention
 from backup_dr.core.stores.base import ObjectLockedError, Store
 from backup_dr.core.stores.local import LocalStore
@@ -258,18 +257,7 @@ def _incomplete_decision(store_name: str, bid: BackupId, size: int, objects: int
 
 
 def _local_lock_held(store: LocalStore, bid: BackupId) -> bool:
-    lock = store.path(bid.prefix) / ".tmp-lock"
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return is_locked(store.path(bid.prefix) / ".tmp-lock")
 
 
 def _local_tmp_only_dirs(store: LocalStore, known: set[BackupId], now: datetime, grace: timedelta) -> list[Decision]:

@@ -72,7 +72,8 @@ def _doc(policy: Policy, sc: Scenario) -> str:
         f"Then `summary` measures the recovery time and recovery point against the targets and posts them by email and Slack.\n\n"
         f"**{_DRY_RUN_NOTE}** Other params: `target_conn_id` (MongoDB to restore into), `point_in_time` ({time_help(policy)}), "
         "`drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened: backups captured after "
-        "it are not used; default the run's start; used for the achieved RPO). Typed times are echoed back in UTC and the "
+        "it are not used; default the run's start; used for the achieved RPO), `interrupted_restore` (`fail` | `rollback` | `resume`: "
+        "what `safety_backup` does when an earlier restore into the target was killed half-way). Typed times are echoed back in UTC and the "
         "policy's time zone in the approval, the pick_backup log/XCom and the summary before anything changes.\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
     )
 
@@ -96,6 +97,9 @@ def build_dr_dag(policy: Policy, sc: Scenario):
                                "after it are not used; empty = when this run started"),
         "dry_run": Param(True, type="boolean", description=_DRY_RUN_NOTE),
         "drop": Param(False, type="boolean", description="allow overwriting a non-empty target database"),
+        "interrupted_restore": Param("fail", type="string", enum=["fail", "rollback", "resume"],
+                                     description="when an earlier restore into the target was interrupted (killed): fail "
+                                                 "and say so, roll the target back first, or resume it with its safety backup"),
     }
     common = {"scenario": sc.name, "steps": steps_map}
     with DAG(

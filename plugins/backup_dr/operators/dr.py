@@ -21,6 +21,7 @@ from backup_dr.core.catalog import Catalog
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.times import TimeRule, UserTime, is_blank, parse_user_time
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
+from backup_dr.operators.dr_interrupted import dry_run_check, settle
 
 
 def _truthy(value: Any) -> bool:
@@ -176,22 +177,34 @@ class PickBackupOperator(_DrStep):
 
 class SafetyBackupOperator(_DrStep):
     """Dump the restore target's current data into the local store (kind ``safety``) before
-    anything overwrites it; the restore step uses it to roll back, and it stays as an undo."""
+    anything overwrites it; the restore step uses it to roll back, and it stays as an undo.
+    An interrupted earlier restore into the target stops it first (:mod:`.dr_interrupted`)."""
+
+    template_fields: Sequence[str] = ("scenario", "target_conn_id", "dry_run", "interrupted_restore")
+
+    def __init__(self, *, interrupted_restore: str = "{{ params.interrupted_restore }}", **kwargs):
+        super().__init__(**kwargs)
+        self.interrupted_restore = interrupted_restore
 
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.mongo.safe_restore import take_safety_backup
 
         policy, sc, cls, src = self.setup()
         target_db = self.picked(context).get("database") or src.database
+        local = local_store(policy, cls.name)
         if _truthy(self.dry_run):
+            dry_run_check(self, local, target_db)
             self.log.warning("DRY RUN: would dump %s on %s as a safety backup", target_db, self.target_conn_id)
             return {"dry_run": True, "database": target_db}
         secrets = conn_info(self.target_conn_id).secrets
         with translate_errors(*secrets, conn_id=self.target_conn_id):
             client = mongo_client(self.target_conn_id)
             try:
-                manifest = take_safety_backup(client, target_db, local_store(policy, cls.name), backup_class=cls.name,
-                                              source=src.name, secrets=secrets)
+                decided = settle(self, client, local, target_db, secrets)  # an interrupted restore into the target?
+                if decided is not None:
+                    return decided
+                manifest = take_safety_backup(client, target_db, local, backup_class=cls.name, source=src.name,
+                                              secrets=secrets)
             finally:
                 client.close()
         if manifest is None:

@@ -15,8 +15,11 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.catalog import Catalog
+from backup_dr.core.restores.journal import JournalDir
+from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, translate_errors
 from backup_dr.operators.dr import _DrStep, _truthy, typed_time
+from backup_dr.operators.dr_interrupted import journaling_for
 
 
 class MongoRecoverOperator(_DrStep):
@@ -32,22 +35,23 @@ class MongoRecoverOperator(_DrStep):
         self.drop = drop
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
         from backup_dr.core.artifacts.layout import BackupId
         from backup_dr.core.artifacts.reader import load_manifest
         from backup_dr.core.recovery import now_iso, ordered
 
         policy, sc, cls, src = self.setup()
         pick = self.picked(context)
+        sweep_stale()  # download dirs a killed earlier attempt left behind
         if _truthy(self.dry_run):
             self.log.warning("DRY RUN: would restore %s from %s into %s%s", pick.get("backup_id"), pick.get("store"),
                              self.target_conn_id, f" up to {pick['point_in_time']}" if pick.get("point_in_time") else "")
             return {"dry_run": True, **pick}
-        safety_id = (context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}).get("safety_backup")
+        safety_step = context["ti"].xcom_pull(task_ids=self.steps["safety_backup"]) or {}
+        safety_id = safety_step.get("safety_backup")
         secrets = conn_info(self.target_conn_id).secrets
         local = local_store(policy, cls.name)
-        with translate_errors(*secrets, conn_id=self.target_conn_id), tempfile.TemporaryDirectory(prefix="backup-dr-dr-") as work:
+        journaling = journaling_for(local, self.target_conn_id, safety_step.get("resumes"))
+        with translate_errors(*secrets, conn_id=self.target_conn_id), work_dir("backup-dr-restore-") as work:
             stores = ordered(policy, cls.name, {n: open_store(policy.stores[n]) for n in cls.stores})
             safety = load_manifest(local, BackupId.parse(safety_id)) if safety_id else None
             client = mongo_client(self.target_conn_id)
@@ -59,7 +63,7 @@ class MongoRecoverOperator(_DrStep):
                     at = typed_time(policy, pick["point_in_time"], "point_in_time", allow_timestamp=True)
                     result = restore_to_time(client, stores, policy, src.name, at.at, drop=_truthy(self.drop), workdir=work,
                                              safety_dir=str(local.root), secrets=secrets, backup_class=cls.name,
-                                             safety_backup=safety)
+                                             safety_backup=safety, journaling=journaling)
                     out = {**result.as_dict(), "store": result.base_store, "fell_back_from": []}
                 else:
                     from backup_dr.core.good_copy import with_good_copy
@@ -71,7 +75,7 @@ class MongoRecoverOperator(_DrStep):
                     res, attempts = with_good_copy(entry, stores, [n for n in pick.get("order") or entry.complete_in if n in stores],
                                                    lambda store, m: restore_mongodb(client, store, m, workdir=work, safety_dir=str(local.root),
                                                                                     drop=_truthy(self.drop), secrets=secrets,
-                                                                                    safety_backup=safety))
+                                                                                    safety_backup=safety, journaling=journaling))
                     out = {**(res.as_dict() if hasattr(res, "as_dict") else dict(vars(res))), **attempts.as_dict()}
             finally:
                 client.close()
@@ -137,7 +141,8 @@ class RedisRecoverOperator(_LatestRecover):
                 self.log.warning("DRY RUN: would load %s into %s", entry.backup_id, self.redis_target_conn_id)
                 return {"dry_run": True, "backup_id": entry.backup_id, "order": order}
             conn = conn_info(self.redis_target_conn_id)
-            out = self.recover(entry, stores, order, lambda store, m: load_into_server(conn, store, m, replace=True))
+            out = self.recover(entry, stores, order, lambda store, m: load_into_server(conn, store, m, replace=True,
+                                                                                safety_store=local_store(policy)))
         return {"dry_run": False, **out}
 
 
@@ -150,8 +155,6 @@ class FilesRecoverOperator(_LatestRecover):
         self.sources = sources
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import tempfile
-
         from backup_dr.core.files import restore_files
 
         policy = get_policy(self.policy_path)
@@ -165,9 +168,9 @@ class FilesRecoverOperator(_LatestRecover):
                     self.log.warning("DRY RUN: would restore %s into %s", entry.backup_id, src.path)
                     out[name] = {"dry_run": True, "backup_id": entry.backup_id}
                     continue
-                with tempfile.TemporaryDirectory(prefix="backup-dr-files-") as work:
-                    out[name] = self.recover(entry, stores, order,
-                                             lambda store, m: restore_files(store, m, src.path, workdir=work, overwrite=True))
+                with work_dir("backup-dr-files-") as work:
+                    out[name] = self.recover(entry, stores, order, lambda store, m: restore_files(
+                        store, m, src.path, workdir=work, overwrite=True, journal=JournalDir(local_store(policy).root)))
         starts = [r["first_byte_at"] for r in out.values() if r.get("first_byte_at")]
         ends = [r["finished_at"] for r in out.values() if r.get("finished_at")]
         return {**out, **({"first_byte_at": min(starts), "finished_at": max(ends)} if starts else {})}

@@ -118,9 +118,11 @@ class BackupHealthOperator(BaseOperator):
         if as_of is not None:
             self.log.info("as of: %s", as_of.echo())
         from backup_dr.core.pitr import pitr_health_check
+        from backup_dr.core.restores.health import interrupted_restores_check
 
+        # + the PITR window per source, + interrupted restores (the restore journal)
         report = check_health(policy, stores, now=as_of.utc if as_of else None, unavailable=unavailable,
-                              extra_checks=[pitr_health_check])  # + the PITR window per source
+                              extra_checks=[pitr_health_check, interrupted_restores_check])
         local = local_store(policy)
         key = save_report(local, report)
         prune_reports(local)

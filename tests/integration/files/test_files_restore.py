@@ -171,3 +171,73 @@ def test_restore_refuses_a_backup_that_is_not_a_files_archive(new_writer, store,
     with pytest.raises(RestoreRefused) as err:
         restore_files(store, manifest, tmp_path / "t", workdir=tmp_path / "work")
     assert "not a files archive" in str(err.value)
+
+
+@pytest.fixture
+def many_files_backup(tmp_path, new_writer):
+    """A directory of 4,000 small files: extracting it takes long enough to be interrupted."""
+    src = tmp_path / "uploads"
+    for d in range(40):
+        (src / f"d{d:02d}").mkdir(parents=True)
+        for i in range(100):
+            (src / f"d{d:02d}" / f"f{i:03d}.bin").write_bytes(os.urandom(2048))
+    return backup_files(FilesSource("app_uploads", str(src)), new_writer("app_uploads"))
+
+
+def _staging_filling(target: Path):
+    def check() -> bool:
+        for p in target.parent.glob(f".{target.name}.restore-*"):
+            if sum(1 for _ in p.rglob("*.bin")) >= 200:
+                return True
+        return False
+    return check
+
+
+def test_sigterm_while_extracting_leaves_the_target_and_nothing_else(many_files_backup, store, old_target, snapshot_tree,
+                                                                     tmp_path):
+    import signal
+
+    from backup_dr.core.restores.journal import JournalDir
+    from backup_dr.core.restores.signals import RestoreInterrupted
+    from tests.faults.conftest import FaultThread
+
+    before = snapshot_tree(old_target)
+    journal = JournalDir(tmp_path / "local")
+    with FaultThread(_staging_filling(old_target), lambda: os.kill(os.getpid(), signal.SIGTERM), every=0.002) as fault:
+        with pytest.raises(RestoreInterrupted) as e:
+            restore_files(store, many_files_backup, old_target, workdir=tmp_path / "work", overwrite=True, journal=journal)
+    assert fault.fired == 1 and e.value.signum == signal.SIGTERM
+    assert e.value.untouched == f"directory {old_target}"  # what the CLI reports: "... before it was changed"
+    assert snapshot_tree(old_target) == before and _siblings(old_target) == ["config"]
+    assert journal.entries() == []
+
+
+def test_sigkill_while_extracting_is_cleaned_up_by_the_next_restore(many_files_backup, store, old_target, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from backup_dr.core.restores.journal import JournalDir
+
+    journal = JournalDir(tmp_path / "local")
+    args = {"store": str(store.root), "backup_id": many_files_backup.backup_id, "target": str(old_target),
+            "workdir": str(tmp_path / "work"), "journal": str(journal.root)}
+    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("files_restore_child.py")), json.dumps(args)],
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "plugins")})
+    filling, deadline = _staging_filling(old_target), time.monotonic() + 60
+    while not filling():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    [entry] = journal.interrupted()
+    assert entry.engine == "files" and not entry.touched  # it died extracting: the target was never changed
+    assert (old_target / "local-only.txt").read_text() == "only here\n"
+    assert len(_siblings(old_target)) == 2  # config + the dead restore's staging directory
+
+    result = restore_files(store, many_files_backup, old_target, workdir=tmp_path / "work", overwrite=True, journal=journal)
+    assert result.files == 4000
+    assert sorted(_siblings(old_target)) == sorted(["config", Path(result.safety_copy).name])  # the staging dir is gone
+    assert journal.entries() == []

@@ -162,3 +162,23 @@ def _is_redis_server(pid: int) -> bool:
         return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def _logical(r, key: bytes, kind: bytes):
+    """A key's value independent of its encoding (a hashtable set's DUMP order varies per load)."""
+    return {b"string": lambda: r.get(key), b"list": lambda: r.lrange(key, 0, -1),
+            b"hash": lambda: sorted(r.hgetall(key).items()), b"set": lambda: sorted(r.smembers(key)),
+            b"zset": lambda: r.zrange(key, 0, -1, withscores=True),
+            b"stream": lambda: (r.xrange(key), sorted((g["name"], g["pending"]) for g in r.xinfo_groups(key)))}[kind]()
+
+
+def everything(server) -> dict:
+    """Every key of every database: (type, value, PEXPIRETIME) — what "the whole server equals" means."""
+    out = {}
+    for db in range(16):
+        r = server.client(db=db)
+        for key in r.scan_iter(count=2000):
+            kind = r.type(key)
+            out[(db, key)] = (kind, _logical(r, key, kind), r.execute_command("PEXPIRETIME", key))
+        r.close()
+    return out

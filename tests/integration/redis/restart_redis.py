@@ -1,13 +1,15 @@
 """A restart command for a test redis-server, as a data_dir restore runs it (argv only, no secrets).
 
-    restart_redis.py --config C --pidfile P --port N [--fail-once | --no-start-once | --empty-once MARKER]
+    restart_redis.py --config C --pidfile P --port N [--fail-once | --no-start-once | --empty-once | --pause-once MARKER]
 
 Stops the server whose PID is in the pidfile (SIGTERM; it saves nothing when ``save ""``),
 waits until it is gone, then starts ``redis-server C --daemonize yes`` (the password stays in
 the 0600 config file). Fault injection for rollback tests, each used up on first use:
 ``--fail-once`` stops the server and exits 3 without starting it; ``--no-start-once`` stops
 it and exits 0 without starting it (a server that "does not come up"); ``--empty-once``
-starts it reading another, absent dump file with AOF off (it serves, but empty).
+starts it reading another, absent dump file with AOF off (it serves, but empty);
+``--pause-once`` stops it and sleeps a minute before starting it (a slow restart to kill
+the restore in).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--fail-once")
     ap.add_argument("--no-start-once")
     ap.add_argument("--empty-once")
+    ap.add_argument("--pause-once")
     args = ap.parse_args()
     _stop(Path(args.pidfile), args.port)
     if _use_marker(args.fail_once):
@@ -69,6 +72,8 @@ def main() -> None:
         sys.exit(3)
     if _use_marker(args.no_start_once):
         return
+    if _use_marker(args.pause_once):
+        time.sleep(60)
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     wrong = ["--dbfilename", "absent.rdb", "--appendonly", "no"] if _use_marker(args.empty_once) else []
     subprocess.run([binary, args.config, "--daemonize", "yes", *wrong], check=True)

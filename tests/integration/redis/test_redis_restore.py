@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,75 @@ def test_restore_into_an_unreachable_server_touches_nothing(restartable, new_wri
     assert "run CONFIG GET dir failed" in str(e.value) and "Connection refused" in str(e.value) and e.value.retryable
     assert sorted(p.name for p in server.data_dir.iterdir()) == before
     assert (server.data_dir / "dump.rdb").read_bytes() == dump
+
+
+def test_sigterm_during_a_data_dir_restore_rolls_back(restartable, new_writer, store, tmp_path):
+    """SIGTERM while the restart command runs (files already swapped, server stopped): rolled back."""
+    import signal
+
+    from backup_dr.core.errors import RestoreRolledBack
+    from backup_dr.core.restores.journal import JournalDir
+    from tests.faults.conftest import FaultThread
+
+    server = restartable("prod", appendonly=True)
+    with server.client() as r:
+        _data_a(r)
+    manifest = backup_redis(conn_for(server), _source(server), new_writer("rdb"))
+    with server.client() as r:
+        fp_b = _data_b(r)
+    marker = tmp_path / "pause-marker"
+    marker.touch()
+    source = _source(server, restart_command=server.restart_command("--pause-once", str(marker)))
+    journal = JournalDir(tmp_path / "local")
+    swapped = lambda: not marker.exists()  # noqa: E731 - the restart command took the marker: files are in place
+    with FaultThread(swapped, lambda: os.kill(os.getpid(), signal.SIGTERM)) as fault, pytest.raises(RestoreRolledBack) as e:
+        restore_data_dir(conn_for(server), source, store, manifest, journal=journal)
+    assert fault.fired == 1
+    assert "redis restore of 'redis_cache' was interrupted by SIGTERM; rolled back: the server serves its previous data" in str(e.value)
+    assert e.value.signum == signal.SIGTERM
+    with server.client() as r:
+        assert fingerprint(r, prefix="other") == fp_b and r.info("persistence")["aof_enabled"] == 1
+    assert journal.entries() == [] and not list(server.data_dir.glob(".backup-dr-*"))
+
+
+def test_sigkill_during_a_data_dir_restore_is_undone_from_the_journal(restartable, new_writer, store, tmp_path):
+    """The restore's whole process group SIGKILLed mid-restart (server down, files swapped): the
+    journal record alone puts the previous files back and the server on them."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from backup_dr.core.restores.journal import JournalDir
+    from backup_dr.core.restores.recover import roll_back
+
+    server = restartable("prod", appendonly=True)
+    with server.client() as r:
+        _data_a(r)
+    manifest = backup_redis(conn_for(server), _source(server), new_writer("rdb"))
+    with server.client() as r:
+        fp_b = _data_b(r)
+    marker = tmp_path / "pause-marker"
+    marker.touch()
+    journal = JournalDir(tmp_path / "local")
+    args = {"store": str(store.root), "backup_id": manifest.backup_id, "port": server.port, "data_dir": str(server.data_dir),
+            "restart_command": list(server.restart_command("--pause-once", str(marker))), "journal": str(journal.root)}
+    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("data_dir_restore_child.py")), json.dumps(args)],
+                             env={**os.environ, "TEST_REDIS_PASSWORD": PASSWORD,
+                                  "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "plugins")}, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while marker.exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(child.pid, signal.SIGKILL)  # the restore and its restart command: a container killed outright
+    child.wait(10)
+    [entry] = journal.interrupted()
+    assert entry.engine == "redis_data_dir" and entry.phase == "writing"
+    assert Path(entry.safety["safety_dir"]).is_dir()
+
+    report = roll_back(journal, entry, mongo_client=None, redis_conn=lambda conn_id: conn_for(server))
+    assert sum(report["keys"].values()) == sum(fp_b["dbsize"].values())
+    with server.client() as r:
+        assert fingerprint(r, prefix="other") == fp_b and r.info("persistence")["aof_enabled"] == 1
+    assert journal.entries() == [] and not list(server.data_dir.glob(".backup-dr-*"))

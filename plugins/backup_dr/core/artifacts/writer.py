@@ -12,7 +12,9 @@ Used by every engine (MongoDB, Redis, files, git)::
 
 While a backup is being written an exclusive ``flock`` is held on a lock file inside its
 directory, so two attempts of the same task (a zombie and its retry) cannot interleave
-their files: the second one fails fast with a retryable error.
+their files: the second one fails fast with a retryable error. The lock file is removed
+(still locked) once the manifest is written, so a committed backup holds only its data
+files and manifest; an attempt arriving later finds the manifest and stops.
 
 With ``encryption=`` (a :class:`backup_dr.core.crypto.BackupEncryption`, from the class's
 policy) every file is stored as ciphertext (format in :mod:`backup_dr.core.crypto.stream`):
@@ -91,6 +93,7 @@ class ArtifactWriter:
             ) from None
         self._lock_fd = fd
         if (self.directory / MANIFEST).exists():
+            self._release(remove_lock=True)
             raise StoreError(f"backup {self.bid} completed meanwhile in another attempt", hint="nothing to do; the retry will find it")
         for child in self.directory.iterdir():
             if child.name != _LOCK:
@@ -100,8 +103,10 @@ class ArtifactWriter:
         self._encrypt_at_commit = []
         self.started_at = datetime.now(timezone.utc)
 
-    def _release(self) -> None:
+    def _release(self, *, remove_lock: bool = False) -> None:
         if self._lock_fd is not None:
+            if remove_lock:  # while still holding it: the manifest now tells any later attempt to stop
+                (self.directory / _LOCK).unlink(missing_ok=True)
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -156,6 +161,7 @@ class ArtifactWriter:
         """Check every file is on disk with its recorded size, then write the manifest LAST."""
         if self._lock_fd is None:
             raise RuntimeError("call begin() before commit()")
+        committed = False
         try:
             if not self.files:
                 raise IntegrityError(f"backup {self.bid} has no data files; refusing to write a manifest")
@@ -188,10 +194,11 @@ class ArtifactWriter:
                                                                        manifest.captured_at))
             with self.store.open_write(self.bid.manifest_key) as w:
                 w.write(manifest.to_json())
+            committed = True
             log.info("backup %s committed: %d file(s), %.1f MB", self.bid, len(self.files), manifest.total_size / 1e6)
             return manifest
         finally:
-            self._release()
+            self._release(remove_lock=committed)
 
     def abort(self) -> None:
         """Remove everything this attempt wrote (no manifest was written)."""

@@ -12,9 +12,12 @@ The target is never half-restored:
    ``<target>.pre-restore-<UTC stamp>`` (the safety copy, kept and reported), and put back
    if the final rename fails.
 
-Any failure before step 4 deletes the staging directory and leaves the target as it was.
-Known limit: the target cannot be a mount point (a mount point cannot be renamed); restore
-into a new directory and switch the mount instead.
+Any failure before step 4 (a signal included) deletes the staging directory and leaves the
+target as it was; signals are held off during the two renames of step 4. With a restore
+journal (``journal=``, the CLI and operators pass the local store's) the staging and safety
+paths are recorded before anything happens, so a SIGKILL is found and undone afterwards
+(:mod:`.interrupted`). Known limit: the target cannot be a mount point (a mount point cannot
+be renamed); restore into a new directory and switch the mount instead.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from pathlib import Path
 
 from backup_dr.core.artifacts.manifest import FileEntry, Manifest
 from backup_dr.core.artifacts.reader import fetch_verified
-from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, VerificationError
+from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, RestoreRolledBack, VerificationError
 from backup_dr.core.files.safe_extract import ExtractStats, extract_archive
+from backup_dr.core.restores.journal import JournalDir, recorded
+from backup_dr.core.restores.signals import shielded
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
 
@@ -112,7 +117,7 @@ def sibling(target: Path, label: str) -> Path:
 
 
 def restore_files(store: Store, manifest: Manifest, target_dir: str | os.PathLike, *, workdir: str | os.PathLike,
-                  overwrite: bool = False) -> FilesRestoreResult:
+                  overwrite: bool = False, journal: JournalDir | None = None) -> FilesRestoreResult:
     """Restore a ``files`` backup into ``target_dir`` (see the module docstring for the guarantees).
 
     :param store: the store to read the archive from (its bytes are verified against ``manifest``).
@@ -120,39 +125,57 @@ def restore_files(store: Store, manifest: Manifest, target_dir: str | os.PathLik
     :param target_dir: directory to restore into; created if absent.
     :param workdir: scratch space for downloads from remote stores.
     :param overwrite: replace a non-empty target, keeping the old content as a safety copy.
+    :param journal: the restore journal to record in (None: signals still roll back, a SIGKILL is not recorded).
     """
     started = time.monotonic()
     entry = archive_entry(manifest)
     target = Path(target_dir).absolute()
     check_target(target, overwrite=overwrite)
-    archive = fetch_verified(store, manifest, entry.name, workdir)
-    downloaded = not isinstance(store, LocalStore)
-    staging = sibling(target, "restore")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(mode=0o700)
+    with recorded(journal, "files", files_target(target), backup_id=manifest.backup_id, what=f"the restore into {target}",
+                  resume={"target": str(target)}) as opened:
+        archive = fetch_verified(store, manifest, entry.name, workdir)
+        downloaded = not isinstance(store, LocalStore)
+        staging = sibling(target, "restore")
+        opened.update(safety={"staging": str(staging), "cleanup": [str(staging)]})
         try:
-            stats = extract_archive(archive, entry.codec, staging)
-            _check_counts(manifest, stats)
-            _apply_root_attrs(manifest, staging)
-            non_empty = check_target(target, overwrite=overwrite)  # again: it may have changed meanwhile
-        except BackupDRError:
-            remove_tree(staging)
-            log.error("restore of %s failed before %s was touched; staging directory removed", manifest.backup_id, target)
-            raise
-        except Exception as e:
-            remove_tree(staging)
-            raise RestoreError(f"restore of {manifest.backup_id} failed while extracting; {target} was not touched",
-                               detail=f"{type(e).__name__}: {e}") from e
-        safety = _swap_in(staging, target, non_empty)
-    finally:
-        if downloaded:
-            Path(archive).unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(mode=0o700)
+            try:
+                stats = extract_archive(archive, entry.codec, staging)
+                _check_counts(manifest, stats)
+                _apply_root_attrs(manifest, staging)
+                non_empty = check_target(target, overwrite=overwrite)  # again: it may have changed meanwhile
+            except BackupDRError:
+                remove_tree(staging)
+                log.error("restore of %s failed before %s was touched; staging directory removed", manifest.backup_id, target)
+                raise
+            except Exception as e:
+                remove_tree(staging)
+                raise RestoreError(f"restore of {manifest.backup_id} failed while extracting; {target} was not touched",
+                                   detail=f"{type(e).__name__}: {e}") from e
+            except BaseException:  # a signal: nothing touched, nothing left
+                remove_tree(staging)
+                raise
+            safety = _safety_path(target) if non_empty else None
+            opened.writing(safety={"staging": str(staging), "cleanup": [str(staging)],
+                                   "safety_copy": str(safety) if safety else None,
+                                   "target_state": "non_empty" if non_empty else ("empty" if target.exists() else "absent"),
+                                   "describe": f"previous content moved to {safety}" if safety else "no previous content"})
+            with shielded():
+                _swap_in(staging, target, safety)
+        finally:
+            if downloaded:
+                Path(archive).unlink(missing_ok=True)
     result = FilesRestoreResult(manifest.backup_id, str(target), stats.files, stats.bytes, stats.directories,
                                 stats.symlinks, str(safety) if safety else None, round(time.monotonic() - started, 3))
     log.info("restored %s into %s: %d files, %.1f MB in %.1fs%s", manifest.backup_id, target, stats.files,
              stats.bytes / 1e6, result.seconds, f"; previous content kept at {safety}" if safety else "")
     return result
+
+
+def files_target(target: Path) -> dict:
+    """The journal's identity of a files restore target."""
+    return {"kind": "files", "path": str(target), "label": f"directory {target}"}
 
 
 def _check_counts(manifest: Manifest, stats: ExtractStats) -> None:
@@ -176,19 +199,21 @@ def _apply_root_attrs(manifest: Manifest, staging: Path) -> None:
         os.utime(staging, ns=(ns, ns))
 
 
-def _swap_in(staging: Path, target: Path, non_empty: bool) -> Path | None:
-    if not non_empty:
+def _safety_path(target: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safety = target.parent / f"{target.name}.pre-restore-{stamp}"
+    return target.parent / f"{safety.name}-{uuid.uuid4().hex[:6]}" if safety.exists() else safety
+
+
+def _swap_in(staging: Path, target: Path, safety: Path | None) -> None:
+    if safety is None:
         try:
             os.rename(staging, target)  # replaces an empty directory atomically
         except OSError as e:
             remove_tree(staging)
             raise RestoreError(f"could not move the restored tree into {target}; {target} was not touched",
                                detail=str(e)) from e
-        return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    safety = target.parent / f"{target.name}.pre-restore-{stamp}"
-    if safety.exists():
-        safety = target.parent / f"{safety.name}-{uuid.uuid4().hex[:6]}"
+        return
     try:
         os.rename(target, safety)
     except OSError as e:
@@ -205,7 +230,6 @@ def _swap_in(staging: Path, target: Path, non_empty: bool) -> Path | None:
                                f"it is intact at {safety}", detail=f"{e}; then {e2}",
                                hint=f"move {safety} back to {target} by hand") from e2
         remove_tree(staging)
-        raise RestoreError(f"restore into {target} failed at the final swap; the previous content was put back",
-                           detail=str(e)) from e
+        raise RestoreRolledBack(f"restore into {target} failed at the final swap; the previous content was put back",
+                                detail=str(e)) from e
     log.info("previous content of %s kept as a safety copy at %s", target, safety)
-    return safety

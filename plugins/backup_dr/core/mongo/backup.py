@@ -16,7 +16,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from backup_dr.core.mongo import bsonraw
 from backup_dr.core.mongo.codecs import SUFFIX, check_codec, decompressed_reader
 from backup_dr.core.mongo.dump import DumpResult, dump_database, read_preference
 from backup_dr.core.mongo.bsonraw import iter_documents
+from backup_dr.core.mongo.interrupted import Journaling
 from backup_dr.core.mongo.end_counts import DumpedDocuments, archive_documents, expected_counts, overlay, resolve
 from backup_dr.core.mongo.member import pinned_member
 from backup_dr.core.mongo.metadata import describe
@@ -178,15 +179,20 @@ def fetch_dump(store: Store, manifest: Manifest, workdir: str | Path) -> tuple[P
 def restore_mongodb(client, store: Store, manifest: Manifest, *, workdir: str | Path, safety_dir: str | Path,
                     target_db: str | None = None, collections: list[str] | None = None, drop: bool = False,
                     replay_oplog: bool = True, secrets: list[str] | None = None,
-                    safety_backup=None) -> RestoreResult:
+                    safety_backup=None, journaling: Journaling | None = None) -> RestoreResult:
     """Restore a backup safely; the bytes are verified against the manifest before anything else.
-    ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step)."""
+    ``safety_backup``: see :func:`safe_restore` (a safety backup already taken by a DR step);
+    ``journaling``: where the restore journal goes and the target's connection id (the record
+    says how to ``restore resume`` this very restore)."""
     path, codec = fetch_dump(store, manifest, workdir)
+    journaling = replace(journaling or Journaling(), backup_id=manifest.backup_id,
+                         resume={"kind": "full", "backup_id": manifest.backup_id, "target_db": target_db,
+                                 "collections": collections})
     return safe_restore(client, path, codec=codec, source_db=manifest.details.get("database"), target_db=target_db,
                         collections=collections, drop=drop, safety_store=LocalStore(safety_dir, name="safety"),
                         backup_class=manifest.backup_class, source=manifest.source, replay_oplog=replay_oplog,
                         secrets=secrets, safety_backup=safety_backup, expected=expected_counts(manifest),
-                        bytes_verified=True)
+                        bytes_verified=True, journaling=journaling)
 
 
 @dataclass

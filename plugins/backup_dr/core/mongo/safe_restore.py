@@ -9,9 +9,14 @@
 5. Validate: the ``validate`` command on every collection, document counts equal the
    archive's counts plus the replayed oplog's net inserts/deletes, every index present.
 6. On ANY failure after the target was touched (exception, validation mismatch, lost
-   connection) roll back: drop what the restore touched and restore it from the safety
-   backup, then raise :class:`RestoreError` saying so, or, if the rollback failed too,
-   saying where the safety archive is and how to apply it.
+   connection, SIGTERM / SIGINT / SIGHUP, Airflow's execution_timeout) roll back: drop what
+   the restore touched and restore it from the safety backup (signals held off meanwhile),
+   then raise :class:`RestoreRolledBack` saying so, or, if the rollback failed too, a
+   :class:`RestoreError` naming the CLI command that finishes the rollback.
+
+Steps 2-6 run inside a restore journal record (:mod:`.interrupted`): written before the
+first change, removed after validation or a rollback, left behind only when the process
+died (SIGKILL, power loss) or the rollback failed, so that it is found afterwards.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from backup_dr.core.artifacts.layout import BackupId
-from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, VerificationError
+from backup_dr.core.errors import BackupDRError, RestoreError, RestoreRefused, RestoreRolledBack, VerificationError
 from backup_dr.core.mongo.codecs import SUFFIX
 from backup_dr.core.mongo.dump import dump_database
 from backup_dr.core.mongo.end_counts import overlay
+from backup_dr.core.mongo.interrupted import Journaling, journal_for, journal_safety, rollback_failed_hint, safety_record
 from backup_dr.core.mongo.mongo_errors import convert, describe, translate
 from backup_dr.core.mongo.restore import (RestoreResult, RestoreState, check_target, open_archive, plan_restore,
                                           read_prelude, restore_archive, verify_archive)
 from backup_dr.core.mongo.sinks import ArchiveSink, server_version, tool_version
+from backup_dr.core.restores.signals import describe_failure, interrupted_by, shielded
 from backup_dr.core.stores.local import LocalStore
 
 log = logging.getLogger(__name__)
@@ -135,7 +142,7 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
                  safety_store: LocalStore, backup_class: str = "adhoc", source: str = "mongodb",
                  replay_oplog: bool = True, validate: bool = True, secrets: list[str] | None = None,
                  safety_backup=None, expected=None, state: RestoreState | None = None,
-                 bytes_verified: bool = False) -> RestoreResult:
+                 bytes_verified: bool = False, journaling: Journaling | None = None) -> RestoreResult:
     """Restore with safety backup, validation and rollback. See the module doc.
 
     ``state``: filled in as the restore goes (a caller continuing the replay reads its applier).
@@ -144,7 +151,9 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
 
     ``safety_backup``: a safety backup Manifest taken just before by a separate step (the DR
     runbook's "safety backup" task), used instead of taking a second one. It must live in
-    ``safety_store`` and be of the target database.
+    ``safety_store`` and be of the target database. ``journaling``: see :class:`Journaling`;
+    with ``takes_over`` (resuming an interrupted restore) that record's safety backup is
+    used, never a new one of the half-written target.
 
     ``bytes_verified``: the caller has just checked the file's sha256 against its manifest
     (:func:`.backup.restore_mongodb`), so step 1 reads only the prelude instead of the whole
@@ -155,43 +164,53 @@ def safe_restore(client, archive_path: str | Path, *, codec: str | None = None, 
     prelude = read_prelude(archive_path, codec=codec) if bytes_verified else verify_archive(archive_path, codec=codec).prelude
     plan = plan_restore(prelude, source_db=source_db, target_db=target_db, collections=collections,
                         where=str(archive_path))
-    with translate(f"preparing the restore into {plan.target_db!r}", secrets=secrets, cls=RestoreError):
-        check_target(client, plan, drop=drop)  # RestoreRefused here: nothing touched
-        if safety_backup is not None:
-            if safety_backup.details.get("database") != plan.target_db or safety_store.stat(safety_backup.id.manifest_key) is None:
-                raise RestoreRefused(f"safety backup {safety_backup.backup_id} is not of {plan.target_db!r} in {safety_store.describe()}")
-            safety = safety_backup
-        else:
-            safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
-                                        secrets=secrets)
-    safety_path = safety_store.path(safety.id.key(safety.files[0].name)) if safety else None
-    state = state if state is not None else RestoreState()
-    try:
-        result = restore_archive(client, archive_path, codec=codec, source_db=plan.source_db, target_db=plan.target_db,
-                                 collections=collections, drop=True, replay_oplog=replay_oplog, state=state)
-        if replay_oplog:
-            overlay(result, expected, collections)
-        if validate:
-            result.validation = validate_restore(client, result)
-    except BaseException as e:
-        cause = e if isinstance(e, BackupDRError) else convert(e, "restore", secrets, RestoreError) if _is_pymongo(e) else e
-        where = f"safety backup {safety.backup_id} in {safety_store.describe()}" if safety else "no safety backup (the target database did not exist)"
+    resumed = journaling.takes_over if journaling and journaling.takes_over and journaling.takes_over.touched else None
+    with journal_for(client, plan.target_db, safety_store, journaling, what=f"the restore into {plan.target_db!r}",
+                     secrets=secrets) as journal:
+        with translate(f"preparing the restore into {plan.target_db!r}", secrets=secrets, cls=RestoreError):
+            check_target(client, plan, drop=drop or resumed is not None)  # RestoreRefused here: nothing touched
+            if resumed is not None:
+                safety, kept_in = journal_safety(resumed)
+                safety_store = kept_in or safety_store
+            elif safety_backup is not None:
+                if safety_backup.details.get("database") != plan.target_db or safety_store.stat(safety_backup.id.manifest_key) is None:
+                    raise RestoreRefused(f"safety backup {safety_backup.backup_id} is not of {plan.target_db!r} in {safety_store.describe()}")
+                safety = safety_backup
+            else:
+                safety = take_safety_backup(client, plan.target_db, safety_store, backup_class=backup_class, source=source,
+                                            secrets=secrets)
+        safety_path = safety_store.path(safety.id.key(safety.files[0].name)) if safety else None
+        journal.writing(safety=safety_record(safety, safety_store), resume={**journal.entry.resume, "written": plan.names})
+        state = state if state is not None else RestoreState()
         try:
-            state.plan = state.plan or plan
-            restored = rollback(client, state, safety_path)
-        except BaseException as rb:  # noqa: BLE001 - reported, original cause chained
-            raise RestoreError(
-                f"restore into {plan.target_db!r} failed AND the rollback failed: the target may be half-written",
-                detail=f"restore: {_short(cause, secrets)}; rollback: {_short(rb, secrets)}",
-                hint=(f"restore the {where} into {plan.target_db!r} by hand (restore_mongodb with that backup id and drop=True, "
-                      f"or mongorestore --archive={safety_path} --drop)" if safety else
-                      f"drop the partly restored collections of {plan.target_db!r}"),
+            result = restore_archive(client, archive_path, codec=codec, source_db=plan.source_db, target_db=plan.target_db,
+                                     collections=collections, drop=True, replay_oplog=replay_oplog, state=state)
+            if replay_oplog:
+                overlay(result, expected, collections)
+            if validate:
+                result.validation = validate_restore(client, result)
+        except BaseException as e:
+            cause = e if isinstance(e, BackupDRError) else convert(e, "restore", secrets, RestoreError) if _is_pymongo(e) else e
+            where = f"safety backup {safety.backup_id} in {safety_store.describe()}" if safety else "no safety backup (the target database did not exist)"
+            how = describe_failure(e)
+            try:
+                with shielded():
+                    journal.rolling_back()
+                    state.plan = state.plan or plan
+                    restored = rollback(client, state, safety_path)
+            except BaseException as rb:  # noqa: BLE001 - reported, original cause chained
+                raise RestoreError(
+                    f"restore into {plan.target_db!r} {how} AND the rollback failed: the target may be half-written",
+                    detail=f"restore: {_short(cause, secrets)}; rollback: {_short(rb, secrets)}",
+                    hint=rollback_failed_hint(journal, where) if safety else
+                         f"{rollback_failed_hint(journal, where)} (it drops the partly restored collections of {plan.target_db!r})",
+                ) from e
+            raise RestoreRolledBack(
+                f"restore into {plan.target_db!r} {how}; the target was rolled back to its state before the restore",
+                detail=f"{_short(cause, secrets)}; rolled back: {', '.join(restored) or 'dropped what the restore created'}",
+                hint=f"nothing changed on the target; the {where} is kept. Fix the cause and retry",
+                signum=interrupted_by(e),
             ) from e
-        raise RestoreError(
-            f"restore into {plan.target_db!r} failed; the target was rolled back to its state before the restore",
-            detail=f"{_short(cause, secrets)}; rolled back: {', '.join(restored) or 'dropped what the restore created'}",
-            hint=f"nothing changed on the target; the {where} is kept. Fix the cause and retry",
-        ) from e
     result.safety_backup = safety.backup_id if safety else None
     result.safety_dir = safety_store.describe()
     return result

@@ -14,9 +14,12 @@ One safe operation, in this order (nothing touches the target before step 4):
 5. Replay of the slice entries with ``base end < ts <= T`` through the client-side applier
    (continuing the transactions the base's window left open at its end), then validation
    (counts = the base's counts at its consistent point + what the slices inserted/deleted,
-   indexes, ``validate``).
-   If the replay or this validation fails, the target is rolled back from the safety
-   backup of step 4, as the safe restore would have done.
+   indexes, ``validate``). If the replay or this validation fails (or a signal interrupts
+   it), the target is rolled back from the safety backup of step 4, as the safe restore would
+   have done.
+
+Steps 4-5 are ONE restore journal record (:mod:`backup_dr.core.mongo.interrupted`): a kill
+during the replay leaves it behind, and ``restore resume`` re-runs the whole restore to T.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.artifacts.reader import fetch_verified, load_manifest
 from backup_dr.core.catalog import Catalog, CatalogEntry
-from backup_dr.core.errors import BackupDRError, IntegrityError, PolicyError, RestoreError, RestoreRefused
+from backup_dr.core.errors import BackupDRError, IntegrityError, PolicyError, RestoreError, RestoreRefused, RestoreRolledBack
 from backup_dr.core.good_copy import copy_order, with_good_copy
 from backup_dr.core.mongo.applier import ApplyStats, NamespaceMap, OplogApplier
 from backup_dr.core.mongo.backup import ARCHIVE_FORMAT
 from backup_dr.core.mongo.end_counts import expected_counts
+from backup_dr.core.mongo.interrupted import Journaling, journal_for, rollback_failed_hint
 from backup_dr.core.mongo.mongo_errors import describe
 from backup_dr.core.mongo.restore import RestoreResult, RestoreState, open_archive, plan_restore
 from backup_dr.core.mongo.safe_restore import rollback, safe_restore, validate_restore
@@ -49,6 +53,7 @@ from backup_dr.core.pitr.points import describe_target, ts_text, upper_bound
 from backup_dr.core.pitr.slices import check_slice, iter_slice
 from backup_dr.core.policy_model import MongoSource, Policy
 from backup_dr.core.progress import Progress
+from backup_dr.core.restores.signals import describe_failure, interrupted_by, shielded
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
 
@@ -208,7 +213,8 @@ def _expected_after(result: RestoreResult, stats: ApplyStats) -> RestoreResult:
 def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source: MongoSource | str,
                     at: datetime | Timestamp, *, workdir: str | Path, safety_dir: str | Path, target_db: str | None = None,
                     collections: list[str] | None = None, drop: bool = False, backup_class: str | None = None,
-                    secrets: list[str] | None = None, safety_backup: Manifest | None = None) -> PitrRestoreResult:
+                    secrets: list[str] | None = None, safety_backup: Manifest | None = None,
+                    journaling: Journaling | None = None) -> PitrRestoreResult:
     """Restore ``source`` to ``at`` (aware datetime = that whole second; bson Timestamp = exact).
 
     :param stores: where to look, in order of preference (the local store first is cheapest).
@@ -243,19 +249,28 @@ def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source:
              ts_text(window.base.end), len(needed), ts_text(upper))
     source_db = base.details.get("database") or src.database
     safety_store = LocalStore(safety_dir, name="safety")
-    state = RestoreState()
-    result = safe_restore(client, archive_path, codec=archive.codec, source_db=source_db, target_db=target_db,
-                          collections=colls, drop=drop, safety_store=safety_store, backup_class=cls, source=src.name,
-                          secrets=secrets, expected=expected_counts(base), state=state, safety_backup=safety_backup)
-    base_txns = state.applier.txns if state.applier is not None else None  # open at the base's end: continued here
-    applier = OplogApplier(client, NamespaceMap(source_db, result.target_db, colls), transactions=base_txns)
-    progress = Progress(f"point-in-time replay into {result.target_db}", unit="entries", logger=log)
-    try:
-        stats = applier.apply_all(_entries(fetched, window.base.end, upper, progress))
-        validation = validate_restore(client, _expected_after(result, stats))
-    except BaseException as e:
-        _roll_back(client, e, result, archive_path, archive.codec, source_db, colls, applier, safety_store, secrets)
-        raise  # not reached: _roll_back always raises
+    journaling = dataclasses.replace(journaling or Journaling(), backup_id=base.backup_id, resume={
+        "kind": "pitr", "at": at_text(at), "source": src.name, "backup_class": cls, "target_db": target_db,
+        "collections": list(collections) if collections else None})
+    with journal_for(client, target_db or source_db, safety_store, journaling, what=f"the point-in-time restore of {label}",
+                     secrets=secrets) as journal:
+        state = RestoreState()
+        result = safe_restore(client, archive_path, codec=archive.codec, source_db=source_db, target_db=target_db,
+                              collections=colls, drop=drop, safety_store=safety_store, backup_class=cls, source=src.name,
+                              secrets=secrets, expected=expected_counts(base), state=state, safety_backup=safety_backup,
+                              journaling=dataclasses.replace(journaling, open=journal))
+        base_txns = state.applier.txns if state.applier is not None else None  # open at the base's end: continued here
+        applier = OplogApplier(client, NamespaceMap(source_db, result.target_db, colls), transactions=base_txns)
+        progress = Progress(f"point-in-time replay into {result.target_db}", unit="entries", logger=log)
+        try:
+            stats = applier.apply_all(_entries(fetched, window.base.end, upper, progress))
+            validation = validate_restore(client, _expected_after(result, stats))
+        except BaseException as e:
+            with shielded():
+                journal.rolling_back()
+                _roll_back(client, e, result, archive_path, archive.codec, source_db, colls, applier, safety_store, secrets,
+                           rollback_failed_hint(journal, f"safety backup {result.safety_backup}"))
+            raise  # not reached: _roll_back always raises
     progress.done()
     log.info("point-in-time restore of %s into %s done: %d entries replayed up to %s", label, result.target_db,
              stats.entries, ts_text(upper))
@@ -267,10 +282,17 @@ def restore_to_time(client, stores: Mapping[str, Store], policy: Policy, source:
     )
 
 
+def at_text(at: datetime | Timestamp) -> str:
+    """``at`` as text :func:`.points.parse_at` reads back (the journal's record of a restore)."""
+    return ts_text(at) if isinstance(at, Timestamp) else at.isoformat()
+
+
 def _roll_back(client, error: BaseException, result: RestoreResult, archive_path: Path, codec: str, source_db: str,
-               colls: list[str] | None, applier: OplogApplier, safety_store: LocalStore, secrets: list[str] | None) -> None:
+               colls: list[str] | None, applier: OplogApplier, safety_store: LocalStore, secrets: list[str] | None,
+               failed_hint: str) -> None:
     """Undo the base restore and the partial replay from the safety backup; always raises."""
     cause = error.message if isinstance(error, BackupDRError) else describe(error, secrets)
+    how = describe_failure(error)
     with open_archive(archive_path, codec=codec) as reader:
         plan = plan_restore(reader.prelude, source_db=source_db, target_db=result.target_db, collections=colls,
                             where=str(archive_path))
@@ -284,12 +306,13 @@ def _roll_back(client, error: BaseException, result: RestoreResult, archive_path
         restored = rollback(client, RestoreState(plan=plan, applier=applier), safety_path)
     except BaseException as rb:  # noqa: BLE001 - reported with the original cause chained
         raise RestoreError(
-            f"point-in-time replay into {result.target_db!r} failed AND the rollback failed: the target may be half-written",
+            f"point-in-time replay into {result.target_db!r} {how} AND the rollback failed: the target may be half-written",
             detail=f"replay: {type(error).__name__}: {cause}; rollback: {type(rb).__name__}: {describe(rb, secrets)}",
-            hint=f"restore the {kept} into {result.target_db!r} by hand (restore mongo <that id> --drop)",
+            hint=failed_hint,
         ) from error
-    raise RestoreError(
-        f"point-in-time replay into {result.target_db!r} failed; the target was rolled back to its state before the restore",
+    raise RestoreRolledBack(
+        f"point-in-time replay into {result.target_db!r} {how}; the target was rolled back to its state before the restore",
         detail=f"{type(error).__name__}: {cause}; rolled back: {', '.join(restored) or 'dropped what the restore created'}",
         hint=f"nothing changed on the target; the {kept} is kept. Fix the cause or pick an earlier time",
+        signum=interrupted_by(error),
     ) from error

@@ -3,7 +3,11 @@
 It listens on 127.0.0.1 on a free port, keeps its files in its own temp directory, never
 saves (``save ""``), and has a random password written to a 0600 config file (never on
 the command line): restored data is production data even on a scratch server. It is
-stopped by its PID, never by name.
+stopped by its PID, never by name. Unless told to outlive its parent (``restore redis --to
+scratch --detach``), it gets SIGTERM from the kernel when the process that started it dies,
+however it dies, and its directory is an owned work dir that the next restore sweeps away
+(:mod:`backup_dr.core.restores.workdirs`): a killed restore leaves no server and no copy of
+production data behind.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 from backup_dr.core.connections import ConnInfo
 from backup_dr.core.errors import NotFoundError, RestoreError
+from backup_dr.core.restores.workdirs import OwnedDir
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +52,27 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class ScratchRedis:
-    """``with ScratchRedis(rdb=path) as s: s.client().dbsize()``; or ``aof_dir=`` for an AOF directory."""
+    """``with ScratchRedis(rdb=path) as s: s.client().dbsize()``; or ``aof_dir=`` for an AOF
+    directory; neither: an empty server (a safety copy is loaded into one)."""
 
     def __init__(self, *, rdb: str | Path | None = None, aof_dir: str | Path | None = None,
-                 appendfilename: str = "appendonly.aof", workdir: str | Path | None = None):
-        if (rdb is None) == (aof_dir is None):
-            raise ValueError("give exactly one of rdb= or aof_dir=")
+                 appendfilename: str = "appendonly.aof", workdir: str | Path | None = None, outlive_parent: bool = False):
+        if rdb is not None and aof_dir is not None:
+            raise ValueError("give at most one of rdb= or aof_dir=")
         self.rdb = Path(rdb) if rdb else None
         self.aof_dir = Path(aof_dir) if aof_dir else None
         self.appendfilename = appendfilename
-        self.workdir = Path(tempfile.mkdtemp(prefix="backup-dr-scratch-redis-", dir=workdir))
+        self.outlive_parent = outlive_parent
+        self._owned = OwnedDir("backup-dr-scratch-redis-", workdir)
+        self.workdir = self._owned.path
         self.data_dir = self.workdir / "data"
         self.password = secrets.token_hex(16)
         self.port: int | None = None
@@ -95,7 +110,7 @@ class ScratchRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.rdb is not None:
             _link_or_copy(self.rdb, self.data_dir / "dump.rdb")
-        else:  # copied: Redis appends to the last incr file of the directory it loads
+        elif self.aof_dir is not None:  # copied: Redis appends to the last incr file of the directory it loads
             shutil.copytree(self.aof_dir, self.data_dir / self.aof_dir.name)
 
     def start(self, timeout: float = 600.0) -> "ScratchRedis":
@@ -109,8 +124,9 @@ class ScratchRedis:
             config = self._write_config()
             t0 = time.monotonic()
             with open(self.workdir / "stdout.log", "ab") as out:
+                die = None if self.outlive_parent or not sys.platform.startswith("linux") else _die_with_parent
                 self.proc = subprocess.Popen([binary, str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                             cwd=self.workdir, start_new_session=True)
+                                             cwd=self.workdir, start_new_session=True, preexec_fn=die)
             try:
                 self._wait_loaded(t0 + timeout)
             except RestoreError:
@@ -172,7 +188,13 @@ class ScratchRedis:
                 self.proc.wait(10)
         self.proc = None
         if remove:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self._owned.remove()
+
+    def hand_over(self) -> None:
+        """Leave the server running after this process (``--detach``): its directory is no longer
+        this process's work dir, so no sweep removes it; whoever stops it removes it."""
+        self._owned.disown()
+        self.proc = None
 
     def __enter__(self) -> "ScratchRedis":
         return self if self.proc is not None else self.start()  # restore_to_scratch hands it over started

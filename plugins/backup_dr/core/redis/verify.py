@@ -10,8 +10,6 @@ read that forces the value to decode, and the TTL).
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from backup_dr.core.redis.aof import untar_directory
 from backup_dr.core.redis.backup import AOF_FILE, RDB_FILE
 from backup_dr.core.redis.client import keyspace_counts
 from backup_dr.core.redis.scratch import ScratchRedis
+from backup_dr.core.restores.workdirs import work_dir
 from backup_dr.core.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,9 @@ EXACT_COUNT_SOURCES = ("rdb", "info-paused")
 
 
 def fetch_backup_files(store: Store, manifest: Manifest, workdir: Path) -> tuple[Path | None, Path | None]:
-    """(rdb path, aof directory): the verified local copy of a Redis backup's data."""
-    if manifest.kind == "rdb":
+    """(rdb path, aof directory): the verified local copy of a Redis backup's data (a safety copy
+    taken before a network restore is an RDB too)."""
+    if manifest.kind == "rdb" or (manifest.kind == "safety" and manifest.source_type == "redis"):
         return fetch_verified(store, manifest, RDB_FILE, workdir), None
     if manifest.kind == "aof":
         tar = fetch_verified(store, manifest, AOF_FILE, workdir)
@@ -43,20 +43,17 @@ def fetch_backup_files(store: Store, manifest: Manifest, workdir: Path) -> tuple
 
 
 def restore_to_scratch(store: Store, manifest: Manifest, *, workdir: str | Path | None = None,
-                       timeout: float = 600.0) -> ScratchRedis:
+                       timeout: float = 600.0, outlive_parent: bool = False) -> ScratchRedis:
     """A started scratch server holding the backup (stop it, or use it as a context manager)."""
-    work = Path(tempfile.mkdtemp(prefix="backup-dr-redis-fetch-", dir=workdir))
-    try:
+    with work_dir("backup-dr-redis-fetch-", workdir) as work:  # the scratch server gets its own copy (or hard link)
         rdb, aof_dir = fetch_backup_files(store, manifest, work)
-        scratch = ScratchRedis(rdb=rdb, aof_dir=aof_dir, workdir=workdir,
+        scratch = ScratchRedis(rdb=rdb, aof_dir=aof_dir, workdir=workdir, outlive_parent=outlive_parent,
                                appendfilename=manifest.details.get("appendfilename") or "appendonly.aof")
         try:
             return scratch.start(timeout)
         except BaseException:
             scratch.stop()
             raise
-    finally:  # the scratch server has its own copy (or hard link) of the files
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def server_state(scratch_or_client) -> dict[str, Any]:

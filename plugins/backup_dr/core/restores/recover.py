@@ -1,0 +1,54 @@
+"""Rolling back an interrupted restore from its journal record, whatever its engine.
+
+One entry point for the CLI (``restore rollback``) and the DR DAG (``interrupted_restore:
+rollback``), so both undo a dead restore the same way. Connections are given as callables
+(``conn_id -> client / ConnInfo``) because the CLI resolves them from the environment and
+the operators from Airflow; ``conn_id`` defaults to the one the record names.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable
+
+from backup_dr.core.connections import ConnInfo
+from backup_dr.core.errors import RestoreRefused
+from backup_dr.core.restores.journal import JournalDir, JournalEntry
+
+ENGINES = ("mongodb", "redis_load", "redis_data_dir", "files")
+
+
+def target_conn_id(entry: JournalEntry, override: str | None) -> str:
+    conn_id = override or entry.target.get("conn_id")
+    if not conn_id:
+        raise RestoreRefused(f"the journal record {entry.id} names no connection for {entry.label}",
+                             hint="name the target's connection id with --to CONN_ID")
+    return conn_id
+
+
+def roll_back(journal: JournalDir, entry: JournalEntry, *, mongo_client: Callable[[str], AbstractContextManager],
+              redis_conn: Callable[[str], ConnInfo], conn_id: str | None = None,
+              secrets: list[str] | None = None) -> dict[str, Any]:
+    """Put the target of ``entry`` back as it was before that restore; the record goes after validation."""
+    if entry.alive:
+        raise RestoreRefused(f"the restore of journal record {entry.id} is still running ({entry.describe()})",
+                             hint="wait for it: a running restore rolls itself back if it fails")
+    if entry.engine == "mongodb":
+        from backup_dr.core.mongo.interrupted import rollback_interrupted
+
+        with mongo_client(target_conn_id(entry, conn_id)) as client:
+            return rollback_interrupted(client, journal, entry, secrets=secrets)
+    if entry.engine == "redis_load":
+        from backup_dr.core.redis.interrupted import rollback_interrupted_load
+
+        return rollback_interrupted_load(redis_conn(target_conn_id(entry, conn_id)), journal, entry)
+    if entry.engine == "redis_data_dir":
+        from backup_dr.core.redis.interrupted import rollback_interrupted_data_dir
+
+        return rollback_interrupted_data_dir(redis_conn(target_conn_id(entry, conn_id)), journal, entry)
+    if entry.engine == "files":
+        from backup_dr.core.files.interrupted import rollback_interrupted_files
+
+        return rollback_interrupted_files(journal, entry)
+    raise RestoreRefused(f"journal record {entry.id} is of an unknown engine {entry.engine!r}",
+                         hint=f"known: {', '.join(ENGINES)}; a newer backup_dr wrote it?")
