@@ -150,9 +150,12 @@ def parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any],
         if best and rpo < best:
             lost = next((n for n in sorted(broken["pitr"]) if isinstance(raw_entry(doc, "pitr", n), dict)
                          and raw_entry(doc, "pitr", n).get("backup_class") == cls.name), None)
-            if pitr is None and lost:
-                issues.add(f"{path}.rpo", f"{format_duration(rpo)} needs point-in-time recovery, and pitr.{lost} is invalid "
-                           f"(see pitr.{lost})", caused_by=f"pitr.{lost}")
+            if pitr is None and doc.get("pitr") is not None and not isinstance(doc.get("pitr"), dict):
+                lost = ""  # the whole section is unusable
+            if pitr is None and lost is not None:
+                entry = f"pitr.{lost}" if lost else "pitr"
+                issues.add(f"{path}.rpo", f"{format_duration(rpo)} needs point-in-time recovery, and {entry} is invalid "
+                           f"(see {entry})", caused_by=entry)
             else:
                 issues.add(f"{path}.rpo", f"{format_duration(rpo)} cannot be met: the newest recovery point can be {format_duration(best)} old")
     if any(s.kind == "restore_redis" for s in steps) and not r.has("redis_target_conn_id"):
