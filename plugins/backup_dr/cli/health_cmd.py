@@ -44,6 +44,9 @@ def run(args) -> int:
         spec = policy.stores[name]
         report.stores[name] = {"type": spec.type, "reachable": False, "error": why}
         report.findings.append(Finding("critical", f"store {name} is unreachable from here: {why}"))
+    for name, roots in policy.broken("classes").items():  # an invalid class is not checked: say so, loudly
+        report.findings.append(Finding("critical", f"class {name} is not checked: its policy entry is invalid ("
+                                       + "; ".join(f"{p}: {r}" for p, r in roots) + ")"))
     data: dict[str, Any] = report.to_dict()
     if args.save:
         local = local_store(policy)
