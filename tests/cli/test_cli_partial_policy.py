@@ -7,7 +7,8 @@ in an unrelated class) made every command, ``list`` and ``restore mongo`` includ
 
 from __future__ import annotations
 
-import json
+import re
+import shlex
 from pathlib import Path
 
 from cli_support import POLICY, snapshot_db
@@ -46,6 +47,9 @@ def test_a_typo_in_an_unrelated_class_leaves_list_and_restore_working(cli, histo
     out = c.run("prune", "--class", "configuration", "--dry-run")
     assert out.returncode == 2 and "class 'configuration' is invalid in the policy, and this command needs it" in out.stderr
     assert root in out.stderr and "policy check" in out.stderr, out.stderr
+    hinted = re.search(r"`python -m backup_dr (policy check [^`]+)`", out.stderr).group(1)  # the hint's command works
+    checked = c.run(*shlex.split(hinted))
+    assert checked.returncode == 2 and root in checked.stderr, checked.stderr
     health = c.json("health", expect=1)
     assert any(r.startswith("critical: class configuration is not checked") and root in r for r in health["reasons"]), health
 

@@ -73,7 +73,7 @@ def _bag():
     return DagBag(dag_folder=str(ROOT / "dags"))
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [c if c == "YAML syntax error" else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
 def test_an_unloadable_policy_file_leaves_a_watchdog_that_fails_and_alerts(case, airflow_db, fallback_route, tmp_path, monkeypatch):
     from tests.dags.conftest import run_dag
 

@@ -40,6 +40,13 @@ def scrub(text: str) -> str:
     return redact(text, SECRETS)
 
 
+def check_hint(policy: Policy) -> str:
+    """The command that lists every problem of this very file (pasteable: the path is absolute)."""
+    import shlex
+
+    return f"fix the policy (`python -m backup_dr policy check --policy {shlex.quote(str(policy.path))}` lists every problem)"
+
+
 def invalid_in_policy(policy: Policy, section: str, name: str | None, what: str) -> UsageError | None:
     """The refusal for a command that needs an entry the lenient load dropped, naming its ROOT
     problem (``classes.critical_data.schedule: ...``), or None when the entry is not broken."""
@@ -48,7 +55,7 @@ def invalid_in_policy(policy: Policy, section: str, name: str | None, what: str)
         return None
     return UsageError(f"{what} {name!r} is invalid in the policy, and this command needs it",
                       detail="; ".join(f"{p}: {r}" for p, r in roots),
-                      hint="fix the policy (`python -m backup_dr policy check` lists every problem)")
+                      hint=check_hint(policy))
 
 
 def unknown_in_policy(policy: Policy, section: str, name: str, what: str) -> UsageError:
@@ -179,7 +186,7 @@ def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what:
         broken = policy.broken("sources")
         raise UsageError(f"the policy has no valid {' or '.join(types)} source",
                          detail="; ".join(f"{p}: {r}" for n in broken for p, r in broken[n]) or None,
-                         hint="fix the policy (`python -m backup_dr policy check` lists every problem)" if broken else None)
+                         hint=check_hint(policy) if broken else None)
     raise UsageError(f"the policy has {len(names)} {' / '.join(types)} sources ({', '.join(names)}); say which with --source")
 
 

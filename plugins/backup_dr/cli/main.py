@@ -78,7 +78,7 @@ def load_policy_arg(args: argparse.Namespace, *, strict: bool = False):
 
         lines = summary_lines(list(policy.issues), policy.causes)
         log.warning("policy %s has problems; commands that need those parts refuse, the others work "
-                    "(`python -m backup_dr policy check` for details):\n  %s", path, "\n  ".join(lines))
+                    "(`python -m backup_dr policy check --policy %s` for details):\n  %s", path, path, "\n  ".join(lines))
     return policy
 
 

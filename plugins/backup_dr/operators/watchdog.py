@@ -47,7 +47,7 @@ def problem_lines(error: PolicyError, path: str, origin: str) -> list[str]:
     if error.hint:
         lines.append(f"fix: {error.hint}")
     lines.append("until it is fixed NO backup, PITR, drill or DR DAG exists; fixing the file brings them back at the "
-                 "next parse (no restart); `python -m backup_dr policy check` shows the problem")
+                 f"next parse (no restart); `python -m backup_dr policy check --policy {path}` shows the problem")
     return lines
 
 
