@@ -18,7 +18,7 @@ from typing import Any, Callable
 from croniter import croniter
 
 from backup_dr.core.durations import format_duration, parse_duration
-from backup_dr.core.policy_io import UnsetVariable
+from backup_dr.core.policy_io import UnsetVariable, _short  # noqa: F401 - _short is shared by the policy readers
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PRESETS = {
@@ -99,15 +99,6 @@ def _has_unset(value: Any) -> bool:
     if isinstance(value, UnsetVariable):
         return True
     return isinstance(value, list) and any(isinstance(x, UnsetVariable) for x in value)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr`` of a value as quoted in messages, shortened (a hostile value may be megabytes)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print (Python's 4300-digit limit)
-        return f"<an integer of more than 4300 digits>"
-    return text if len(text) <= limit else f"{text[: limit - 12]}…({len(text)} chars)"
 
 
 def _type_name(v: Any) -> str:

@@ -146,8 +146,12 @@ def _expanded_size(node, depth: int, memo: dict[int, tuple[int, int, int]], acti
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+    """``repr`` of a value as quoted in messages, shortened (a hostile value may be megabytes)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (Python's 4300-digit limit)
+        return "<an integer of more than 4300 digits>"
+    return text if len(text) <= limit else f"{text[: limit - 12]}…({len(text)} chars)"
 
 
 # ----------------------------------------------------------------------------- ${VAR} expansion
