@@ -105,7 +105,7 @@ def test_exit_codes_and_error_messages(cli, history):
     out = cli.run("show", "critical_data.mongodb.full.20200101T000000Z")
     assert out.returncode == 1 and "is not complete in any reachable store" in out.stderr
     out = cli.run("list", "--store", "nowhere")
-    assert out.returncode == 2 and "unknown store(s) nowhere" in out.stderr and "local, s3, gcs" in out.stderr
+    assert out.returncode == 2 and "unknown store 'nowhere'; defined stores: gcs, local, s3" in out.stderr, out.stderr
     data = cli.json("show", "critical_data.mongodb.full.20200101T000000Z", expect=1)
     assert data["ok"] is False and data["error_type"] == "NotFoundError"
     out = cli.run("list", extra_env={"BACKUP_DR_POLICY": str(history.root / "missing.yaml")})

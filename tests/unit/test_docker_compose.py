@@ -184,3 +184,13 @@ def test_the_stand_in_api_serves_health_and_accepts_repoint(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_fallback_alert_route_is_configured_and_provisioned(airflow_env):
+    """An unreadable policy must still alert: the watchdog's route lives in the environment."""
+    from backup_dr.core.policy_fallback import fallback_alerts
+
+    fallback = fallback_alerts({k: str(v) for k, v in airflow_env.items()})
+    assert fallback.problems == () and fallback.alerts.email_to and fallback.alerts.slack_conn_id
+    for conn_id in (fallback.alerts.email_conn_id, fallback.alerts.slack_conn_id):
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in airflow_env, conn_id

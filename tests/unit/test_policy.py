@@ -120,7 +120,7 @@ def test_wrong_types_are_named(doc):
     doc["classes"]["critical_data"]["jobs"][0]["priority"] = "high"
     doc["stores"]["s3"]["bucket"] = 42
     found = dict(issues_of(doc))
-    assert found["classes.critical_data.jobs[0].priority"] == "must be an integer, got a string"
+    assert found["classes.critical_data.jobs[0].priority"] == "must be a whole number from 1 to 9, got a string"
     assert found["stores.s3.bucket"] == "must be a non-empty string, got an integer"
 
 
@@ -166,10 +166,19 @@ def test_lenient_mode_drops_only_the_broken_entry(doc):
     assert p.issues_for("classes.operational_data")
 
 
-def test_lenient_mode_still_fails_on_alert_errors(doc):
+def test_lenient_mode_replaces_broken_alert_routes_by_the_fallback_route(doc):
+    """A broken alerts section no longer takes every DAG down: the broken route is replaced by the
+    fallback route (configured outside the file), and the problem stays listed for the policy-error DAG."""
+    from backup_dr.core.policy_model import Alerts
+
+    fallback = Alerts("backup_dr_fallback_smtp", ("oncall@korea-public-data.example",), "backup_dr_fallback_slack")
     doc["alerts"] = {}
-    with pytest.raises(PolicyError, match="at least one alert route"):
-        parse_policy(doc, strict=False)
+    p = parse_policy(doc, strict=False, fallback_alerts=fallback)
+    assert p.alerts == fallback and p.issues_for("alerts") and set(p.classes) == {
+        "critical_data", "operational_data", "configuration", "application_code"}
+    doc["alerts"] = {"email": {"conn_id": "smtp_backup_alerts", "to": ["dba"]}, "slack": {"conn_id": "slack_backup_alerts"}}
+    p = parse_policy(doc, strict=False, fallback_alerts=fallback)  # only the broken route is replaced
+    assert p.alerts == Alerts("backup_dr_fallback_smtp", ("oncall@korea-public-data.example",), "slack_backup_alerts")
 
 
 def test_env_expansion(tmp_path, monkeypatch):
@@ -203,3 +212,62 @@ def test_policy_roundtrips_through_yaml(doc):
     # what we read is plain data: dumping and re-parsing gives the same policy
     again = yaml.safe_load(yaml.safe_dump(doc, allow_unicode=True))
     assert parse_policy(again) == parse_policy(doc)
+
+
+# --------------------------------------------------------------------------- `policy check` (issue 18)
+
+
+def _policy_check(*args: str, env: dict[str, str] | None = None):
+    import os
+    import subprocess
+    import sys
+
+    full = {**os.environ, "PYTHONPATH": str(POLICY.parents[1] / "plugins"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "backup_dr", "policy", "check", *args], env=full, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_policy_check_reports_one_root_error_with_what_it_takes_down(tmp_path):
+    p = tmp_path / "policy.yaml"
+    p.write_text(POLICY.read_text(encoding="utf-8").replace('schedule: "0 */4 * * *"', 'schedule: "0 */4 * *"', 1), encoding="utf-8")
+    out = _policy_check("--policy", str(p))
+    assert out.returncode == 2, out.stderr
+    assert f"1 problem(s) in {p}" in out.stderr and "classes.critical_data.schedule: '0 */4 * *' is not a valid cron" in out.stderr
+    assert ("-> so these are invalid too: pitr.mongodb, dr_scenarios.data_corruption, dr_scenarios.database_server_failure, "
+            "dr_scenarios.full_infrastructure_failure") in out.stderr, out.stderr
+    assert "invalid class" not in out.stderr and "backup_class:" not in out.stderr, out.stderr  # no knock-on lines
+
+
+def test_unknown_names_get_a_did_you_mean(doc):
+    doc["classes"]["critical_data"]["stores"] = ["local", "s3", "gsc"]
+    doc["classes"]["operational_data"]["jobs"][1]["source"] = "redis_cahce"
+    doc["dr_scenarios"]["data_corruption"]["backup_class"] = "critical_dat"
+    found = dict(issues_of(doc))
+    assert found["classes.critical_data.stores[2]"] == "unknown store 'gsc' (did you mean 'gcs'?); defined stores: gcs, local, s3"
+    assert "unknown source 'redis_cahce' (did you mean 'redis_cache'?)" in found["classes.operational_data.jobs[1].source"]
+    assert "(did you mean 'critical_data'?)" in found["dr_scenarios.data_corruption.backup_class"]
+
+
+@pytest.mark.parametrize("variant, old, new, mistake_line, says", [
+    ("an unclosed '['", "    stores: [local, s3]                   # 2중화\n", "    stores: [local, s3                    # 2중화\n",
+     0, "the parser noticed it only at line"),
+    ("a key without ':'", "    retention: 1 month\n", "    retention 1 month\n", 0, "could not find expected ':'"),
+    ("a tab for indentation", "    retention: 1 month\n", "\tretention: 1 month\n", 0, "tabs for indentation"),
+])
+def test_a_yaml_syntax_error_points_at_the_line_of_the_mistake(variant, old, new, mistake_line, says, tmp_path):
+    text = POLICY.read_text(encoding="utf-8")
+    line = text[: text.index(old)].count("\n") + 1 + mistake_line
+    p = tmp_path / "policy.yaml"
+    p.write_text(text.replace(old, new, 1), encoding="utf-8")
+    out = _policy_check("--policy", str(p))
+    assert out.returncode == 2, out.stderr
+    assert f"at line {line}," in out.stderr and says in out.stderr and new.strip()[:20] in out.stderr, out.stderr
+    assert "hint:" in out.stderr
+
+
+def test_a_missing_file_names_the_path_and_where_it_came_from(tmp_path):
+    missing = tmp_path / "etc" / "policy.yaml"
+    out = _policy_check(env={"BACKUP_DR_POLICY": str(missing)})
+    assert out.returncode == 2 and f"policy file {missing} cannot be loaded: it does not exist (named by $BACKUP_DR_POLICY)" in out.stderr, out.stderr
+    out = _policy_check("--policy", str(missing))
+    assert out.returncode == 2 and "(named by --policy)" in out.stderr, out.stderr

@@ -41,6 +41,32 @@ def scrub(text: str) -> str:
     return redact(text, SECRETS)
 
 
+def check_hint(policy: Policy) -> str:
+    """The command that lists every problem of this very file (pasteable: the path is absolute)."""
+    import shlex
+
+    return f"fix the policy (`python -m backup_dr policy check --policy {shlex.quote(str(policy.path))}` lists every problem)"
+
+
+def invalid_in_policy(policy: Policy, section: str, name: str | None, what: str) -> UsageError | None:
+    """The refusal for a command that needs an entry the lenient load dropped, naming its ROOT
+    problem (``classes.critical_data.schedule: ...``), or None when the entry is not broken."""
+    roots = policy.root_causes(f"{section}.{name}") if name else []
+    if not roots:
+        return None
+    return UsageError(f"{what} {name!r} is invalid in the policy, and this command needs it",
+                      detail="; ".join(f"{p}: {r}" for p, r in roots),
+                      hint=check_hint(policy))
+
+
+def unknown_in_policy(policy: Policy, section: str, name: str, what: str) -> UsageError:
+    """``unknown store 'gsc' (did you mean 'gcs'?)``, or the root problem when the entry is broken."""
+    from backup_dr.core.policy_fields import unknown_name
+
+    defined = set({"stores": policy.stores, "sources": policy.sources, "classes": policy.classes}[section]) | set(policy.broken(section))
+    return invalid_in_policy(policy, section, name, what) or UsageError(unknown_name(what, name, defined))
+
+
 def resolve_conn(conn_id: str) -> ConnInfo:
     """A connection from ``AIRFLOW_CONN_<ID>`` / ``$BACKUP_DR_CONNECTIONS_FILE``; its secrets are
     remembered so no message of this process can show them."""
@@ -70,7 +96,7 @@ def open_policy_stores(policy: Policy, names: Iterable[str] | None = None) -> St
     wanted = list(dict.fromkeys(names or ()))
     unknown = [n for n in wanted if n not in policy.stores]
     if unknown:
-        raise UsageError(f"unknown store(s) {', '.join(unknown)}", hint=f"the policy defines: {', '.join(store_order(policy))}")
+        raise unknown_in_policy(policy, "stores", unknown[0], "store")
     out = Stores()
     for name in store_order(policy):
         spec = policy.stores[name]
@@ -141,7 +167,7 @@ def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what:
     if source is not None:
         src = policy.sources.get(source)
         if src is None:
-            raise UsageError(f"unknown source {source!r}", hint=f"the policy defines: {', '.join(policy.sources)}")
+            raise unknown_in_policy(policy, "sources", source, "source")
         if src.type not in types:
             raise UsageError(f"source {source!r} is a {src.type} source; {what} needs a {' or '.join(types)} source")
         return source
@@ -149,7 +175,10 @@ def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what:
     if len(names) == 1:
         return names[0]
     if not names:
-        raise UsageError(f"the policy has no {' or '.join(types)} source")
+        broken = policy.broken("sources")
+        raise UsageError(f"the policy has no valid {' or '.join(types)} source",
+                         detail="; ".join(f"{p}: {r}" for n in broken for p, r in broken[n]) or None,
+                         hint=check_hint(policy) if broken else None)
     raise UsageError(f"the policy has {len(names)} {' / '.join(types)} sources ({', '.join(names)}); say which with --source")
 
 
@@ -164,10 +193,12 @@ def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[st
     src = policy.sources[source]
     classes = [c.name for c in policy.classes.values()
                for j in c.jobs if j.source == source and kind_for(src, metadata_only=j.metadata_only) in kinds]
-    classes = list(dict.fromkeys(classes))
+    # an invalid class still has backups: never let `latest` silently pick another class's data set
+    broken = policy.broken("classes")
+    classes = list(dict.fromkeys(classes + sorted(broken)))
     if backup_class is not None:
-        if backup_class not in policy.classes:
-            raise UsageError(f"unknown class {backup_class!r}", hint=f"the policy defines: {', '.join(policy.classes)}")
+        if backup_class not in policy.classes and backup_class not in broken:
+            raise unknown_in_policy(policy, "classes", backup_class, "class")
         if backup_class not in classes:
             raise UsageError(f"class {backup_class!r} does not back up source {source!r} as {'/'.join(kinds)}",
                              hint=f"classes that do: {', '.join(classes) or 'none'}")
@@ -186,7 +217,11 @@ def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[st
         listing = "; ".join(f"{c}: {e.backup_id}" for c, e in found.items())
         raise UsageError(f"source {source!r} has backups in {len(found)} classes ({listing}): `latest` is ambiguous",
                          hint="say which with --class (classes back up different collections: run once per class to restore all)")
-    return next(iter(found.values()))
+    cls, entry = next(iter(found.items()))
+    if cls in broken:
+        log.warning("class %s is invalid in the policy (%s); its newest backup %s is used anyway: a restore needs only "
+                    "the stores and the backup's manifest", cls, "; ".join(f"{p}: {r}" for p, r in broken[cls]), entry.backup_id)
+    return entry
 
 
 # ----------------------------------------------------------------------------- formatting

@@ -12,7 +12,7 @@ from typing import Any
 
 from backup_dr.cli.common import local_store, open_policy_stores
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
-from backup_dr.core.health import check_health, save_report
+from backup_dr.core.health import Finding, check_health, save_report
 
 _EPILOG = """\
 examples:
@@ -43,6 +43,9 @@ def run(args) -> int:
 
     report = check_health(policy, stores.opened, unavailable=stores.unavailable,
                           extra_checks=[pitr_health_check, interrupted_restores_check])
+    for name, roots in policy.broken("classes").items():  # an invalid class is not checked: say so, loudly
+        report.findings.append(Finding("critical", f"class {name} is not checked: its policy entry is invalid ("
+                                       + "; ".join(f"{p}: {r}" for p, r in roots) + ")"))
     data: dict[str, Any] = report.to_dict()
     if args.save:
         local = local_store(policy)

@@ -25,10 +25,11 @@ from typing import Any, Callable
 from backup_dr import __version__
 from backup_dr.cli.common import UsageError, scrub
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, PolicyError
-from backup_dr.core.policy import default_policy_path, load_policy
+from backup_dr.core.policy import load_policy, policy_location
 from backup_dr.core.restores.signals import RestoreInterrupted, interruptible
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("backup_dr.cli")
 
 _COMMAND_MODULES = (
     "backup_dr.cli.catalog_cmd",
@@ -67,8 +68,20 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> No
     sys.stdout.flush()
 
 
-def load_policy_arg(args: argparse.Namespace):
-    return load_policy(getattr(args, "policy", None) or default_policy_path())
+def load_policy_arg(args: argparse.Namespace, *, strict: bool = False):
+    """The policy of ``--policy`` / ``$BACKUP_DR_POLICY``. Leniently (every command but ``policy
+    check``): on the worst day someone edited it in a hurry, and a typo in one class must not stop
+    a restore from another; the invalid parts are logged as warnings, and only a command that
+    needs one of them refuses, naming its root cause."""
+    path, origin = policy_location(getattr(args, "policy", None))
+    policy = load_policy(path, strict=strict, origin=origin)
+    if policy.issues:
+        from backup_dr.core.policy_causes import summary_lines
+
+        lines = summary_lines(list(policy.issues), policy.causes)
+        log.warning("policy %s has problems; commands that need those parts refuse, the others work "
+                    "(`python -m backup_dr policy check --policy %s` for details):\n  %s", path, path, "\n  ".join(lines))
+    return policy
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -18,7 +18,10 @@ def register(sub, common) -> None:
 
 
 def run(args) -> int:
-    policy = load_policy_arg(args)
+    from backup_dr.core.policy_fallback import fallback_alerts
+
+    policy = load_policy_arg(args, strict=True)
+    fallback = fallback_alerts()
     data = {
         "path": policy.path,
         "classes": {
@@ -33,6 +36,7 @@ def run(args) -> int:
             for c in policy.classes.values()
         },
         "dr_scenarios": sorted(policy.scenarios),
+        "fallback_alert_route": {"routes": fallback.describe(), "problems": list(fallback.problems)},
     }
 
     def human(d):
@@ -43,6 +47,9 @@ def run(args) -> int:
                 f"-> {'+'.join(c['stores'])}  [{', '.join(c['sources'])}]"
             )
         lines.append(f"  DR scenarios: {', '.join(d['dr_scenarios'])}")
+        fb = d["fallback_alert_route"]
+        lines.append(f"  fallback alert route (alerts when this file cannot be loaded): {fb['routes']}")
+        lines += [f"  WARNING: fallback alert route: {p}" for p in fb["problems"]]
         return "\n".join(lines)
 
     emit(args, data, human)

@@ -12,7 +12,7 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-from backup_dr.cli.common import UsageError, fmt_bytes, open_policy_stores
+from backup_dr.cli.common import UsageError, fmt_bytes, open_policy_stores, unknown_in_policy
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, load_policy_arg
 from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.durations import parse_duration
@@ -54,7 +54,7 @@ def _only(plan: PrunePlan, backup_class: str | None, stores: list[str] | None) -
 def run(args) -> int:
     policy = load_policy_arg(args)
     if args.backup_class is not None and args.backup_class not in policy.classes:
-        raise UsageError(f"unknown class {args.backup_class!r}", hint=f"the policy defines: {', '.join(policy.classes)}")
+        raise unknown_in_policy(policy, "classes", args.backup_class, "class")  # its retention is what prune needs
     try:
         grace = parse_duration(args.grace) if args.grace else DEFAULT_GRACE
     except ValueError as e:

@@ -30,14 +30,38 @@ class BackupDRError(Exception):
 
 
 class PolicyError(BackupDRError):
-    """The policy file is malformed or inconsistent. Carries every problem found."""
+    """The policy file is malformed or inconsistent. Carries every problem found.
 
-    def __init__(self, issues: list[tuple[str, str]], *, source: str | None = None):
+    ``causes`` maps a knock-on problem's path to the entry whose own problems caused it
+    (``dr_scenarios.x.backup_class`` -> ``classes.critical_data``): the message lists each
+    ROOT problem once, with what it takes down, instead of one line per dependent entry.
+    """
+
+    def __init__(self, issues: list[tuple[str, str]], *, source: str | None = None, causes: dict[str, str] | None = None,
+                 hint: str | None = None):
+        from backup_dr.core.policy_causes import is_knock_on, summary_lines
+
         self.issues = list(issues)
+        self.causes = dict(causes or {})
+        self.source = source
         where = f" in {source}" if source else ""
-        lines = [f"{path}: {reason}" if path else reason for path, reason in self.issues]
-        message = f"{len(self.issues)} problem(s){where}:\n    " + "\n    ".join(lines)
-        super().__init__(message, hint="fix the named fields in the policy file and reload")
+        lines = summary_lines(self.issues, self.causes)
+        roots = sum(1 for p, _ in self.issues if not is_knock_on(p, self.issues, self.causes))
+        message = f"{roots} problem(s){where}:\n    " + "\n    ".join(lines)
+        super().__init__(message, hint=hint or "fix the named fields in the policy file and reload")
+
+
+class PolicyFileError(PolicyError):
+    """The policy file cannot be read as a policy at all: missing, unreadable, too large, not UTF-8,
+    not YAML, or hostile. Nothing can be built from it, so the DAG files fall back to the
+    watchdog DAG, which alerts with ``source``, ``line`` and ``reason``."""
+
+    def __init__(self, reason: str, *, source: str, line: int | None = None, column: int | None = None,
+                 hint: str | None = None, detail: str | None = None):
+        BackupDRError.__init__(self, f"policy file {source} cannot be loaded: {reason}", detail=detail,
+                               hint=hint or "fix the file and reload")
+        self.issues, self.causes, self.source = [("", reason)], {}, source
+        self.reason, self.line, self.column = reason, line, column
 
 
 class ConnectionConfigError(BackupDRError):

@@ -7,12 +7,17 @@ All problems are collected in one pass, so a user fixes the file once, not once 
 Two modes:
 
 * ``strict=True`` (tests, CLI, CI): any problem raises :class:`PolicyError`.
-* ``strict=False`` (DAG parsing): a broken class, scenario, store or source is dropped
-  together with everything that depends on it, and listed in ``Policy.issues``, so one bad
-  entry cannot take the other DAGs down. Problems in sections everything depends on
-  (YAML syntax, ``version``, ``defaults``, ``alerts``, ``ops``) still raise.
+* ``strict=False`` (DAG parsing, the CLI): a broken class, scenario, store or source is
+  dropped together with everything that depends on it, and listed in ``Policy.issues``, with
+  each knock-on linked to its root cause (``Policy.causes``, see :mod:`.policy_causes`), so
+  one bad entry takes down exactly what uses it. A broken field that has a safe built-in
+  default (``defaults.*``, ``ops.health_schedule``, ``ops.drill_schedule``) falls back to it;
+  a broken alert route is replaced by the fallback route (:mod:`.policy_fallback`). Only a
+  file that cannot be read as a policy at all (:class:`PolicyFileError`) or an unsupported
+  ``version`` still raises.
 
-Reading the file lives in :mod:`.policy_io`, the field readers in :mod:`.policy_fields`.
+Reading the file lives in :mod:`.policy_io`, the field readers in :mod:`.policy_fields`, the
+``pitr`` and ``dr_scenarios`` sections in :mod:`.policy_recovery`.
 """
 
 from __future__ import annotations
@@ -29,33 +34,35 @@ from backup_dr.core.policy_fields import (  # noqa: F401 - parse_cron is part of
     _as_duration,
     _as_int,
     _check_name,
+    _has_unset,
     _Issues,
-    _one_of,
     _Reader,
+    _short,
     _type_name,
     parse_cron,
+    unknown_name,
 )
 from backup_dr.core.policy_inventory import _parse_alerts, _parse_defaults, _parse_objectives, _parse_ops, _parse_source, _parse_store
-from backup_dr.core.policy_io import default_policy_path, read_policy_document  # noqa: F401 - re-exported
+from backup_dr.core.policy_io import (  # noqa: F401 - re-exported
+    UnsetVariable,
+    default_policy_path,
+    policy_location,
+    read_policy_document,
+)
 from backup_dr.core.policy_model import (
-    STEP_KINDS,
+    Alerts,
     BackupClass,
     Encryption,
-    FilesSource,
     Gfs,
     Job,
     MongoSource,
     Objective,
-    PitrSpec,
     Policy,
     Retention,
-    Scenario,
     Schedule,
     Source,
-    Step,
 )
-
-_FATAL_SECTIONS = ("", "version", "defaults", "alerts", "ops")
+from backup_dr.core.policy_recovery import check_store_refs, parse_pitr, parse_scenario
 
 
 # --------------------------------------------------------------------------- sections
@@ -63,6 +70,8 @@ _FATAL_SECTIONS = ("", "version", "defaults", "alerts", "ops")
 
 def _parse_schedule(issues: _Issues, path: str, r: _Reader, class_name: str) -> Schedule | None:
     raw = r.data.get("schedule")
+    if _has_unset(raw):
+        return None  # reported at its path with the variable's name
     if raw in (None, "manual"):
         return Schedule("manual")
     if raw == "on_deploy":
@@ -81,16 +90,16 @@ def _parse_job(issues: _Issues, path: str, body: Any, sources: dict[str, Source]
     src_name = r.str("source")
     job = Job(
         source=src_name or "",
-        priority=r.get("priority", _as_int(1), 1),
+        priority=r.get("priority", _as_int(1, 9), 1),
         timeout=r.get("timeout", _as_duration, timedelta(hours=1)),
         critical=r.get("critical", _as_bool, False),
         collections=r.name_list("collections"),
         metadata_only=r.get("metadata_only", _as_bool, False),
     )
     if src_name in broken:
-        issues.add(f"{path}.source", f"source {src_name!r} has errors (see sources.{src_name})")
+        issues.add(f"{path}.source", f"source {src_name!r} has errors (see sources.{src_name})", caused_by=f"sources.{src_name}")
     elif src_name and src_name not in sources:
-        issues.add(f"{path}.source", f"unknown source {src_name!r}; defined sources: {', '.join(sorted(sources)) or 'none'}")
+        issues.add(f"{path}.source", unknown_name("source", src_name, set(sources) | broken))
     src = sources.get(src_name or "")
     if src is not None and not isinstance(src, MongoSource) and (job.collections or job.metadata_only):
         issues.add(path, f"collections / metadata_only apply to MongoDB sources only; {src_name!r} is {src.type}")
@@ -115,19 +124,15 @@ def _parse_class(
     gfs = Gfs()
     if r.has("gfs"):
         gr = _Reader(issues, f"{path}.gfs", r.data["gfs"], ("hourly", "daily", "weekly", "monthly"))
-        gfs = Gfs(**{k: gr.get(k, _as_int(0), 0) for k in ("hourly", "daily", "weekly", "monthly")})
+        gfs = Gfs(**{k: gr.get(k, _as_int(0, 1000), 0) for k in ("hourly", "daily", "weekly", "monthly")})
     stores = r.name_list("stores")
     if r.has("stores") and not stores and not issues.under(f"{path}.stores"):
         issues.add(f"{path}.stores", "a backup class needs at least one store")
-    for i, s in enumerate(stores):
-        if s in broken["stores"]:
-            issues.add(f"{path}.stores[{i}]", f"store {s!r} has errors (see stores.{s})")
-        elif s not in policy_parts["stores"]:
-            issues.add(f"{path}.stores[{i}]", f"unknown store {s!r}; defined stores: {', '.join(sorted(policy_parts['stores']))}")
+    check_store_refs(issues, f"{path}.stores", stores, policy_parts, broken)
     if stores and stores[0] not in ("",) and policy_parts["stores"].get(stores[0]) and policy_parts["stores"][stores[0]].type != "local":
         issues.add(f"{path}.stores", "the first store must be a local store: backups are staged there, then replicated")
 
-    objective = _parse_class_objective(issues, path, r, policy_parts["objectives"])
+    objective = _parse_class_objective(issues, path, r, policy_parts["objectives"], broken)
     encryption = _parse_encryption(issues, f"{path}.encryption", r.data["encryption"]) if r.has("encryption") else None
     jobs_raw = r.data.get("jobs")
     jobs: list[Job] = []
@@ -147,7 +152,7 @@ def _parse_class(
     if schedule and schedule.interval and keep and keep < schedule.interval:
         issues.add(
             f"{path}.retention",
-            f"{r.data['retention']!r} is shorter than the schedule interval {format_duration(schedule.interval)}: "
+            f"{_short(r.data['retention'])} is shorter than the schedule interval {format_duration(schedule.interval)}: "
             "every backup would expire before the next one is taken",
         )
     if schedule and schedule.interval and objective and objective.rpo < schedule.interval:
@@ -157,11 +162,12 @@ def _parse_class(
             f"{format_duration(schedule.interval)}: a backup every {format_duration(schedule.interval)} cannot meet it; "
             "run the class more often or choose a looser objective",
         )
+    description = r.str("description", "") or ""  # read before the verdict: a bad one invalidates the class too
     if issues.under(path) or not (schedule and keep and objective):
         return None
     return BackupClass(
         name=name,
-        description=r.str("description", "") or "",
+        description=description,
         schedule=schedule,
         retention=Retention(keep_within=keep, gfs=gfs, text=str(r.data["retention"])),
         stores=stores,
@@ -181,13 +187,18 @@ def _parse_encryption(issues: _Issues, path: str, body: Any) -> Encryption | Non
     return Encryption(conn) if conn else None
 
 
-def _parse_class_objective(issues: _Issues, path: str, r: _Reader, objectives: dict[str, Objective]) -> Objective | None:
+def _parse_class_objective(issues: _Issues, path: str, r: _Reader, objectives: dict[str, Objective],
+                           broken: dict[str, set[str]]) -> Objective | None:
     tier_name = r.str("objective")
     tier = None
     if tier_name is not None:
         tier = objectives.get(tier_name)
+        if tier is None and (broken["objectives"] is None or tier_name in broken["objectives"]):
+            entry = "recovery_objectives" if broken["objectives"] is None else f"recovery_objectives.{tier_name}"
+            issues.add(f"{path}.objective", f"objective {tier_name!r} has errors (see {entry})", caused_by=entry)
+            return None
         if tier is None:
-            issues.add(f"{path}.objective", f"unknown objective {tier_name!r}; defined: {', '.join(sorted(objectives))}")
+            issues.add(f"{path}.objective", unknown_name("objective", tier_name, objectives))
             return None
     rpo, rto = r.get("rpo", _as_duration), r.get("rto", _as_duration)
     if tier is None and not (rpo and rto):
@@ -201,84 +212,6 @@ def _parse_class_objective(issues: _Issues, path: str, r: _Reader, objectives: d
     )
 
 
-def _parse_pitr(issues: _Issues, name: str, body: Any, parts: dict[str, Any], broken: dict[str, set[str]]) -> PitrSpec | None:
-    path = f"pitr.{name}"
-    r = _Reader(issues, path, body, ("backup_class", "interval", "stores"), ("backup_class", "stores"))
-    src = parts["sources"].get(name)
-    if name in broken["sources"]:
-        issues.add(path, f"source {name!r} has errors (see sources.{name})")
-    elif not isinstance(src, MongoSource):
-        issues.add(path, f"point-in-time recovery needs a MongoDB source; {name!r} is {'unknown' if src is None else src.type}")
-    cls_name = r.str("backup_class")
-    cls = parts["classes"].get(cls_name)
-    if cls_name and cls is None:
-        issues.add(f"{path}.backup_class", f"unknown or invalid class {cls_name!r}")
-    elif cls is not None and not any(j.source == name and not j.metadata_only for j in cls.jobs):
-        issues.add(f"{path}.backup_class", f"class {cls_name!r} takes no full backup of {name!r} to chain slices after")
-    stores = r.name_list("stores")
-    for i, s in enumerate(stores):
-        if s not in parts["stores"]:
-            issues.add(f"{path}.stores[{i}]", f"unknown store {s!r}; defined stores: {', '.join(sorted(parts['stores']))}")
-    interval = r.get("interval", _as_duration, timedelta(minutes=15))
-    if cls is not None and interval >= cls.objective.rpo:
-        issues.add(f"{path}.interval", f"{format_duration(interval)} must be shorter than the class RPO {format_duration(cls.objective.rpo)}")
-    if issues.under(path):
-        return None
-    return PitrSpec(source=name, backup_class=cls_name, interval=interval, stores=stores)
-
-
-def _parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any]) -> Scenario | None:
-    path = f"dr_scenarios.{name}"
-    r = _Reader(issues, path, body, ("title", "rpo", "rto", "backup_class", "steps", "target_conn_id", "redis_target_conn_id"),
-                ("rpo", "rto", "backup_class", "steps"))
-    rpo, rto = r.get("rpo", _as_duration), r.get("rto", _as_duration)
-    cls_name = r.str("backup_class")
-    cls = parts["classes"].get(cls_name)
-    if cls_name and cls is None:
-        issues.add(f"{path}.backup_class", f"unknown or invalid class {cls_name!r}")
-    steps: list[Step] = []
-    raw_steps = r.data.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        issues.add(f"{path}.steps", "a scenario needs a list of steps")
-        raw_steps = []
-    names: set[str] = set()
-    for i, sb in enumerate(raw_steps):
-        sp = f"{path}.steps[{i}]"
-        sr = _Reader(issues, sp, sb, ("kind", "name", "title", "instructions", "point_in_time", "sources"), ("kind",))
-        kind = sr.get("kind", _one_of(*STEP_KINDS))
-        if not kind:
-            continue
-        step_name = sr.str("name", kind)
-        if _check_name(issues, f"{sp}.name", step_name) and step_name in names:
-            issues.add(f"{sp}.name", f"duplicate name {step_name!r}: give each step of a kind used twice its own name")
-        names.add(step_name)
-        step = Step(
-            kind=kind,
-            name=step_name,
-            title=sr.str("title", step_name.replace("_", " ")),
-            instructions=sr.str("instructions", "") or "",
-            point_in_time=sr.get("point_in_time", _as_bool, False),
-            sources=sr.name_list("sources"),
-        )
-        if kind == "approval" and not step.instructions:
-            issues.add(f"{sp}.instructions", "an approval step must tell the operator what to do")
-        for s in step.sources:
-            if not isinstance(parts["sources"].get(s), FilesSource):
-                issues.add(f"{sp}.sources", f"{s!r} is not a files source")
-        steps.append(step)
-    if cls is not None and rpo:
-        pitr = next((p for p in parts["pitr"].values() if p.backup_class == cls.name), None)
-        best = pitr.interval if pitr else cls.schedule.interval
-        if best and rpo < best:
-            issues.add(f"{path}.rpo", f"{format_duration(rpo)} cannot be met: the newest recovery point can be {format_duration(best)} old")
-    if any(s.kind == "restore_redis" for s in steps) and not r.has("redis_target_conn_id"):
-        issues.add(f"{path}.redis_target_conn_id", "a scenario with a restore_redis step needs the Redis connection to load into")
-    if issues.under(path):
-        return None
-    return Scenario(name=name, title=r.str("title", name) or name, rpo=rpo, rto=rto, backup_class=cls_name, steps=tuple(steps),
-                    target_conn_id=r.str("target_conn_id"), redis_target_conn_id=r.str("redis_target_conn_id"))
-
-
 def _named_entries(issues: _Issues, section: str, data: Any, parse: Callable[[str, Any], Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if data is None:
@@ -286,41 +219,68 @@ def _named_entries(issues: _Issues, section: str, data: Any, parse: Callable[[st
     if not isinstance(data, dict):
         issues.add(section, f"must be a mapping of named entries, got {_type_name(data)}")
         return out
-    for name in sorted(data):
-        if _check_name(issues, f"{section}.{name}", name):
+    for name in sorted(data, key=str):  # keys may be of mixed types (1, null, a date) in a broken file
+        shown = name if isinstance(name, str) and len(name) <= 63 else _short(name, 40)
+        if _check_name(issues, f"{section}.{shown}", name):
             obj = parse(name, data[name])
             if obj is not None:
                 out[name] = obj
     return out
 
 
+def unset_variable_issues(issues: _Issues, value: Any, path: str = "") -> None:
+    """Every ``${VAR}`` without a value or default, reported at its field's path with the variable named."""
+    if isinstance(value, UnsetVariable):
+        for var in value.variables:
+            close = value.suggestions.get(var)
+            mean = f" (did you mean {close}?)" if close else ""
+            issues.add(path, f"${{{var}}} is not set and has no default{mean}: set {var} in the environment, "
+                             f"or write ${{{var}:-<default>}} in the policy")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            unset_variable_issues(issues, v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            unset_variable_issues(issues, v, f"{path}[{i}]")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
-def parse_policy(doc: dict, *, strict: bool = True, source: str | None = None) -> Policy:
-    """Validate an already-read policy document. See the module docstring for the modes."""
+def parse_policy(doc: dict, *, strict: bool = True, source: str | None = None, fallback_alerts: Alerts | None = None) -> Policy:
+    """Validate an already-read policy document. See the module docstring for the modes.
+
+    ``fallback_alerts`` replaces the alert routes the document gets wrong (lenient mode)."""
     issues = _Issues()
     top = _Reader(
         issues, "", doc,
         ("version", "defaults", "recovery_objectives", "stores", "sources", "classes", "pitr", "dr_scenarios", "alerts", "ops"),
         ("version", "recovery_objectives", "stores", "sources", "classes", "alerts"),
     )
+    unset_variable_issues(issues, doc if top.ok else {})
+    doc = doc if top.ok else {}
     if doc.get("version", 1) != 1:
-        issues.add("version", f"unsupported policy version {doc.get('version')!r}; this release reads version 1")
+        issues.add("version", f"unsupported policy version {_short(doc.get('version'), 40)}; this release reads version 1")
     defaults = _parse_defaults(issues, doc.get("defaults"))
-    alerts = _parse_alerts(issues, doc.get("alerts"))
+    alerts = _parse_alerts(issues, doc.get("alerts"), fallback_alerts)
     ops = _parse_ops(issues, doc.get("ops"))
     parts: dict[str, Any] = {"objectives": _parse_objectives(issues, doc.get("recovery_objectives"))}
     parts["stores"] = _named_entries(issues, "stores", doc.get("stores"), lambda n, b: _parse_store(issues, n, b))
     parts["sources"] = _named_entries(issues, "sources", doc.get("sources"), lambda n, b: _parse_source(issues, n, b))
     raw = lambda key: set(doc.get(key) or {}) if isinstance(doc.get(key), dict) else set()  # noqa: E731
-    broken = {"stores": raw("stores") - set(parts["stores"]), "sources": raw("sources") - set(parts["sources"])}
+    broken = {"stores": raw("stores") - set(parts["stores"]), "sources": raw("sources") - set(parts["sources"]),
+              # None: the whole section is unusable, so every tier a class names is
+              "objectives": raw("recovery_objectives") - set(parts["objectives"]) if doc.get("recovery_objectives")
+              and isinstance(doc.get("recovery_objectives"), dict) else None}
     parts["classes"] = _named_entries(issues, "classes", doc.get("classes"), lambda n, b: _parse_class(issues, n, b, parts, broken))
-    parts["pitr"] = _named_entries(issues, "pitr", doc.get("pitr"), lambda n, b: _parse_pitr(issues, n, b, parts, broken))
-    parts["scenarios"] = _named_entries(issues, "dr_scenarios", doc.get("dr_scenarios"), lambda n, b: _parse_scenario(issues, n, b, parts))
+    broken["classes"] = raw("classes") - set(parts["classes"])
+    parts["pitr"] = _named_entries(issues, "pitr", doc.get("pitr"), lambda n, b: parse_pitr(issues, n, b, parts, broken))
+    broken["pitr"] = raw("pitr") - set(parts["pitr"])
+    parts["scenarios"] = _named_entries(issues, "dr_scenarios", doc.get("dr_scenarios"),
+                                        lambda n, b: parse_scenario(issues, n, b, parts, broken, doc))
     if strict and issues:
-        raise PolicyError(list(issues), source=source)
-    fatal = [(p, m) for p, m in issues if p.split(".")[0].split("[")[0] in _FATAL_SECTIONS or p == "recovery_objectives"]
+        raise PolicyError(list(issues), source=source, causes=issues.causes)
+    fatal = [(p, m) for p, m in issues if p in ("", "version")]
     if fatal or not top.ok:
         raise PolicyError(fatal or list(issues), source=source)
     return Policy(
@@ -336,9 +296,14 @@ def parse_policy(doc: dict, *, strict: bool = True, source: str | None = None) -
         ops=ops,
         issues=tuple(issues),
         path=source,
+        causes=dict(issues.causes),
     )
 
 
-def load_policy(path: str | os.PathLike, *, strict: bool = True) -> Policy:
-    """Read and validate a policy file. ``strict=False`` drops broken entries instead of raising."""
-    return parse_policy(read_policy_document(path), strict=strict, source=str(path))
+def load_policy(path: str | os.PathLike, *, strict: bool = True, origin: str | None = None) -> Policy:
+    """Read and validate a policy file. ``strict=False`` drops broken entries instead of raising;
+    its broken alert routes are replaced by the fallback route of the environment."""
+    from backup_dr.core.policy_fallback import fallback_alerts
+
+    doc = read_policy_document(path, origin=origin)
+    return parse_policy(doc, strict=strict, source=str(path), fallback_alerts=None if strict else fallback_alerts().alerts)

@@ -15,10 +15,13 @@ from backup_dr.core.policy_fields import (
     _as_str,
     _as_str_list,
     _check_name,
+    _has_unset,
     _Issues,
     _one_of,
     _Reader,
-    parse_cron,
+    _short,
+    _type_name,
+    cron_expression,
 )
 from backup_dr.core.policy_model import (
     Alerts,
@@ -41,19 +44,25 @@ def _parse_defaults(issues: _Issues, data: Any) -> Defaults:
         return Defaults()
     r = _Reader(issues, "defaults", data, ("owner", "timezone", "naive_times", "retries", "retry_delay", "max_retry_delay"))
     d = Defaults()
-    tz = r.str("timezone", d.timezone)
-    try:
-        zone(tz)
-    except BadTimeInput as e:
-        issues.add("defaults.timezone", f"{e.message} ({e.hint})")
     return Defaults(
         owner=r.str("owner", d.owner),
-        timezone=tz,
+        timezone=r.get("timezone", _as_timezone, d.timezone),
         naive_times=r.get("naive_times", _one_of(*NAIVE_RULES), d.naive_times) or d.naive_times,
-        retries=r.get("retries", _as_int(0), d.retries),
+        retries=r.get("retries", _as_int(0, 20), d.retries),
         retry_delay=r.get("retry_delay", _as_duration, d.retry_delay),
         max_retry_delay=r.get("max_retry_delay", _as_duration, d.max_retry_delay),
     )
+
+
+def _as_timezone(v: Any) -> str:
+    """An IANA zone name such as ``Asia/Seoul`` (a typo would otherwise fail every DAG's timetable),
+    checked by the one time module (:func:`backup_dr.core.times.zone`) that later reads times in it."""
+    name = _as_str(v)
+    try:
+        zone(name)
+    except BadTimeInput:
+        raise ValueError(f"{_short(name, 40)} is not a time zone (use an IANA name such as 'Asia/Seoul' or 'UTC')") from None
+    return name
 
 
 def _parse_objectives(issues: _Issues, data: Any) -> dict[str, Objective]:
@@ -113,6 +122,8 @@ def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
 def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
     path = f"sources.{name}"
     kind = body.get("type") if isinstance(body, dict) else None
+    if _has_unset(kind):
+        return None  # reported at sources.<name>.type with the variable's name
     common = ("type",)
     if kind == "mongodb":
         r = _Reader(issues, path, body, common + ("conn_id", "database", "collections", "read_preference", "compression", "format"), ("conn_id", "database"))
@@ -153,13 +164,30 @@ def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
     elif kind == "git":
         r = _Reader(issues, path, body, common + ("path",), ("path",))
         src = GitSource(name=name, path=r.str("path") or "")
+    elif not isinstance(body, dict):
+        issues.add(path, f"must be a mapping with a type (mongodb, redis, files, git), got {_type_name(body)}")
+        return None
     else:
-        issues.add(f"{path}.type", f"{kind!r} is not one of: mongodb, redis, files, git")
+        try:
+            _one_of("mongodb", "redis", "files", "git")(kind)
+        except ValueError as e:
+            issues.add(f"{path}.type", "is required (mongodb, redis, files, git)" if kind is None else str(e))
         return None
     return None if issues.under(path) else src
 
 
-def _parse_alerts(issues: _Issues, data: Any) -> Alerts:
+def _parse_alerts(issues: _Issues, data: Any, fallback: Alerts | None = None) -> Alerts:
+    """The alert routes; in lenient mode (``fallback`` given) a broken route is replaced by the fallback's."""
+    from backup_dr.core.policy_fallback import merge_routes
+
+    routes = _read_alerts(issues, data)
+    broken = {kind for kind in ("email", "slack") if issues.under(f"alerts.{kind}")}
+    if any(p == "alerts" for p, _ in issues):
+        broken = {"email", "slack"}
+    return merge_routes(routes, fallback, broken)
+
+
+def _read_alerts(issues: _Issues, data: Any) -> Alerts:
     r = _Reader(issues, "alerts", data, ("email", "slack"))
     email_conn, email_to, slack_conn = None, (), None
     if r.has("email"):
@@ -167,7 +195,7 @@ def _parse_alerts(issues: _Issues, data: Any) -> Alerts:
         email_conn, email_to = er.str("conn_id"), er.name_list("to")
         for i, addr in enumerate(email_to):
             if "@" not in addr:
-                issues.add(f"alerts.email.to[{i}]", f"{addr!r} is not an email address")
+                issues.add(f"alerts.email.to[{i}]", f"{_short(addr, 40)} is not an email address")
     if r.has("slack"):
         sr = _Reader(issues, "alerts.slack", r.data["slack"], ("conn_id",), ("conn_id",))
         slack_conn = sr.str("conn_id")
@@ -185,8 +213,8 @@ def _parse_ops(issues: _Issues, data: Any) -> Ops:
         sr = _Reader(issues, "ops.drill_scratch", r.data["drill_scratch"], ("mongodb_conn_id",))
         scratch = sr.str("mongodb_conn_id")
     return Ops(
-        health_schedule=r.get("health_schedule", lambda v: parse_cron(v)[0], Ops.health_schedule),
-        drill_schedule=r.get("drill_schedule", lambda v: parse_cron(v)[0], Ops.drill_schedule),
+        health_schedule=r.get("health_schedule", cron_expression, Ops.health_schedule),
+        drill_schedule=r.get("drill_schedule", cron_expression, Ops.drill_schedule),
         scratch_mongodb_conn_id=scratch,
         app_health_url=r.str("app_health_url"),
         repoint_webhook_conn_id=r.str("repoint_webhook_conn_id"),

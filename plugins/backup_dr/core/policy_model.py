@@ -220,7 +220,8 @@ class Ops:
 
 @dataclass(frozen=True)
 class Policy:
-    """The whole validated policy. ``issues`` lists entries dropped in lenient mode."""
+    """The whole validated policy. ``issues`` lists entries dropped in lenient mode; ``causes``
+    links each knock-on issue to the entry that caused it (see :mod:`backup_dr.core.policy_causes`)."""
 
     version: int
     defaults: Defaults
@@ -234,10 +235,28 @@ class Policy:
     ops: Ops
     issues: tuple[tuple[str, str], ...] = ()
     path: str | None = None
+    causes: dict[str, str] = field(default_factory=dict)
 
     def issues_for(self, prefix: str) -> list[tuple[str, str]]:
         """Problems recorded under a path prefix such as ``classes.critical_data``."""
-        return [(p, r) for p, r in self.issues if p == prefix or p.startswith(prefix + ".")]
+        from backup_dr.core.policy_causes import under
+
+        return [(p, r) for p, r in self.issues if under(p, prefix)]
+
+    def root_causes(self, prefix: str) -> list[tuple[str, str]]:
+        """Why ``prefix`` (e.g. ``dr_scenarios.data_corruption``) is invalid: the ROOT problems,
+        e.g. ``classes.critical_data.schedule: ...`` rather than "its class is invalid"."""
+        from backup_dr.core.policy_causes import root_causes
+
+        return root_causes(list(self.issues), self.causes, prefix)
+
+    def broken(self, section: str) -> dict[str, list[tuple[str, str]]]:
+        """Entries of ``section`` dropped in lenient mode -> their root problems."""
+        from backup_dr.core.policy_causes import entry_of
+
+        names = dict.fromkeys(entry_of(p).split(".", 1)[1] for p, _ in self.issues
+                              if p.startswith(section + ".") and "." in entry_of(p))
+        return {n: self.root_causes(f"{section}.{n}") for n in names}
 
     def class_stores(self, class_name: str) -> list[StoreSpec]:
         return [self.stores[s] for s in self.classes[class_name].stores]

@@ -65,28 +65,36 @@ def objective_md(rpo: timedelta, rto: timedelta) -> str:
 
 
 def broken_entries(policy: Policy, section: str) -> dict[str, list[tuple[str, str]]]:
-    """Entries of a policy section that were dropped in lenient mode, with their problems."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for path, reason in policy.issues:
-        head = path.split(".")
-        if head[0] == section and len(head) > 1:
-            name = head[1].split("[")[0]
-            out.setdefault(name, []).append((path, reason))
-    return out
+    """Entries of a policy section that were dropped in lenient mode, with their ROOT problems
+    (a scenario dropped because its class is invalid shows the class's own problem). Only names
+    that can be DAG/task ids; the others are reported by ``backup_dr_policy_error``."""
+    from backup_dr.core.policy_fields import _NAME
+
+    return {n: issues for n, issues in policy.broken(section).items() if _NAME.match(n)}
 
 
-#: Sections whose broken entries become their own failing DAG (or are reported by the entries using them).
-ENTRY_SECTIONS = ("classes", "dr_scenarios", "pitr", "stores", "sources")
+#: Entries whose problems their own DAG (or task) reports: a failing DAG of the same id, a
+#: failing task in the PITR DAG, the drill DAG for its scratch target.
+_OWNED = ("classes.", "dr_scenarios.", "pitr.", "ops.drill_scratch")
 
 
 def unowned_issues(policy: Policy) -> list[tuple[str, str]]:
-    """Problems of a leniently loaded policy that no per-entry error DAG reports: an unknown
-    top-level key (a misspelled section such as ``dr_scenarious``) or a whole section that is
-    missing or malformed. Dropped silently, they would make every DAG of that section vanish."""
-    out = []
-    for path, reason in policy.issues:
-        head = path.split(".")[0].split("[")[0]
-        if head not in ENTRY_SECTIONS or path == head:
+    """Root problems of a leniently loaded policy that no other DAG reports, for
+    ``backup_dr_policy_error``: an unknown top-level key (a misspelled section such as
+    ``dr_scenarious``), a whole section that is missing or malformed, a field that fell back to
+    its built-in default (``defaults.timezone``), a broken alert route (replaced by the fallback
+    route), a broken store/source/objective nothing uses. Dropped silently, each would change
+    what runs without anyone being told."""
+    from backup_dr.core.policy_causes import dependents, entry_of, is_knock_on
+    from backup_dr.core.policy_fields import _NAME
+
+    issues, out = list(policy.issues), []
+    for path, reason in issues:
+        if is_knock_on(path, issues, policy.causes):
+            continue
+        entry = entry_of(path)
+        own_dag = any(entry.startswith(o) for o in _OWNED) and bool(_NAME.match(entry.split(".", 1)[1]))
+        if "." not in entry or not (own_dag or dependents(issues, policy.causes, entry)):  # a whole section: always here
             out.append((path, reason))
     return out
 
@@ -114,6 +122,7 @@ def build_policy_error_dag(policy: Policy, dag_id: str, issues: list[tuple[str, 
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=False,  # a new id (a class added with a typo) must alert, not wait paused
         tags=[TAG, "policy-error"],
         default_args={**default_args(policy, what), "retries": 0},
         doc_md=f"# {dag_id}: POLICY ERROR\n\n{what} could not be built from the policy file:\n\n"

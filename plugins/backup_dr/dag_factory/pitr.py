@@ -52,7 +52,9 @@ def gap_branch(result: dict, alert_task: str, trigger_task: str) -> list[str]:
     return chosen
 
 
-def _doc(policy: Policy, specs: list[PitrSpec]) -> str:
+def _doc(policy: Policy, specs: list[PitrSpec], broken: dict[str, list[tuple[str, str]]]) -> str:
+    errors = "".join(f"\n\n**POLICY ERROR: `{n}` is not archived** (its task `policy_error_{n}` fails every run): "
+                     + "; ".join(f"`{p}`: {r}" for p, r in issues) for n, issues in sorted(broken.items()))
     rows = "\n".join(
         f"| `{s.source}` ({policy.sources[s.source].database}) | `{s.backup_class}` | {format_duration(s.interval)} | "
         f"{', '.join(s.stores)} |" for s in specs)
@@ -70,7 +72,7 @@ def _doc(policy: Policy, specs: list[PitrSpec]) -> str:
         "and log, and as a critical PITR state in `ops_backup_health`.\n\n"
         "**Restore** to any second inside the restorable window (the WHOLE second: `14:30:00` includes every write "
         "made during 14:30:00; `Timestamp(t, i)` is exact): "
-        "`python -m backup_dr restore mongo --at 2026-11-26T14:30:00+09:00 --to CONN_ID`."
+        "`python -m backup_dr restore mongo --at 2026-11-26T14:30:00+09:00 --to CONN_ID`." + errors
     )
 
 
@@ -95,7 +97,7 @@ def build_pitr_dag(policy: Policy):
         max_active_runs=1,
         tags=[TAG, "pitr", "ops"],
         default_args=default_args(policy, "PITR oplog archiving"),
-        doc_md=_doc(policy, specs),
+        doc_md=_doc(policy, specs, broken),
         deadline=deadlines(policy, what="PITR oplog archiving", deadline="slice interval", interval=interval),
         dagrun_timeout=None,
     ) as dag:
