@@ -84,6 +84,7 @@ class MongoSource:
     read_preference: str = "secondaryPreferred"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     format: Literal["archive", "directory"] = "archive"
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "mongodb"
 
 
@@ -94,6 +95,7 @@ class RedisSource:
     mode: Literal["replication", "bgsave", "aof"] = "replication"
     data_dir: str | None = None  # bgsave / aof modes: the server's `dir`, readable by the worker
     restart_command: tuple[str, ...] = ()  # data_dir restores: how to restart the server
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "redis"
 
 
@@ -105,6 +107,7 @@ class FilesSource:
     exclude: tuple[str, ...] = ()
     modified_within: timedelta | None = None
     compression: Literal["zstd", "gzip"] = "zstd"
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "files"
 
 
@@ -112,6 +115,7 @@ class FilesSource:
 class GitSource:
     name: str
     path: str
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "git"
 
 
@@ -167,6 +171,7 @@ class BackupClass:
     objective: Objective
     jobs: tuple[Job, ...]
     encryption: Encryption | None = None
+    queue: str | None = None  # Celery queue of its replication/prune (see backup_dr.core.routing)
 
 
 @dataclass(frozen=True)
