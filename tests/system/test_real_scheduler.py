@@ -16,67 +16,24 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
 from backup_dr.devstack.servers import free_port
+from tests.system.airflow_deploy import PG, Api, import_pools, psql
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/"
-
-
-def _psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                   check=True, capture_output=True, timeout=60)
-
-
-class Api:
-    def __init__(self, base: str, home: Path):
-        self.base, self.home, self.token = base, home, None
-
-    def call(self, method: str, path: str, body: dict | None = None, expect: tuple = (200, 201)):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        assert status in expect, (method, path, status, raw[:500])
-        return json.loads(raw) if raw else None
-
-    def login(self):
-        pw_file = self.home / "simple_auth_manager_passwords.json.generated"
-        password = json.loads(pw_file.read_text())["admin"]
-        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
-
-    def wait_run(self, dag_id: str, run_id: str, states=("success", "failed"), timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
-            if run["state"] in states:
-                return run
-            time.sleep(2)
-        raise AssertionError(f"{dag_id} {run_id} did not reach {states} in {timeout}s (last: {run['state']})")
-
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        return self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})["dag_run_id"]
 
 
 @pytest.fixture
 def airflow_standalone(tmp_path, seeded_mongo, mongo_scratch_server, s3_bucket, gcs_bucket, local_store_root, app_dir,
                        redis_server, sinks, webhook_sink):
     db = f"backup_dr_e2e_{uuid.uuid4().hex[:8]}"
-    _psql(f"CREATE DATABASE {db}")
+    psql(f"CREATE DATABASE {db}")
     home = tmp_path / "airflow-home"
     home.mkdir()
     port = free_port()
@@ -106,10 +63,13 @@ def airflow_standalone(tmp_path, seeded_mongo, mongo_scratch_server, s3_bucket, 
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     set_target = {"conn_type": "mongo", "host": "127.0.0.1", "port": mongo_scratch_server.port, "extra": {"directConnection": True}}
     env["AIRFLOW_CONN_MONGO_DR_TARGET"] = json.dumps(set_target)
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=600, cwd=tmp_path)
+    import_pools(env, tmp_path)  # every backup task runs in its source's pool; a missing pool is never scheduled
     log = open(tmp_path / "standalone.log", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
-    api = Api(f"http://127.0.0.1:{port}", home)
+    api = Api(f"http://127.0.0.1:{port}", home / "simple_auth_manager_passwords.json.generated")
     try:
         deadline = time.monotonic() + 180
         healthy = False
@@ -137,7 +97,7 @@ def airflow_standalone(tmp_path, seeded_mongo, mongo_scratch_server, s3_bucket, 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
-        _psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def test_real_scheduler_backup_asset_trigger_and_deadline_alert(airflow_standalone):
