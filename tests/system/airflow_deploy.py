@@ -93,13 +93,6 @@ class AirflowProcess:
             pass
         self._log.close()
 
-    def environ(self) -> dict[str, str]:
-        """The environment the running process really has (``/proc/<pid>/environ``)."""
-        raw = Path(f"/proc/{self.pid}/environ").read_bytes()
-        return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-
-    def cmdline(self) -> list[str]:
-        return Path(f"/proc/{self.pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
 
 
 class Api:

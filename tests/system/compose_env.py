@@ -114,6 +114,7 @@ TEST_ONLY: dict[str, str] = {
     "AIRFLOW_HOME": "a temporary home shared by every process (the compose file's airflow-logs/config volumes)",
     "AIRFLOW__CORE__DAGS_FOLDER": "this checkout's dags/ (compose mounts it at /opt/airflow/dags)",
     "AIRFLOW__CORE__PLUGINS_FOLDER": "this checkout's plugins/ (compose mounts it at /opt/airflow/plugins)",
+    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname: each worker's own (UTS namespace) name without a DNS lookup of it",
     "AIRFLOW__API__HOST": "127.0.0.1 only (compose publishes the container's port 8080)",
     "AIRFLOW__API__PORT": "a free port on a shared machine",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1 only",

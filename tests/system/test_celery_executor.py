@@ -69,6 +69,7 @@ class Stack:
     policy: object
     stores: dict
     local_store: Path
+    vhost: str
     smtp: object
     slack: object
     runs: dict[str, list[str]] = field(default_factory=dict)
@@ -208,7 +209,7 @@ def stack(tmp_path_factory, s3_server, gcs_server, mongo_scratch_server, smtp_si
             return all(" ready." in w.tail(20000) for w in workers.values())
 
         wait_until(workers_ready, "both Celery workers connected to the broker", 180, interval=2)
-        yield Stack(api, procs, workers, c_env, mongo, policy, stores, shared, smtp_sink, slack_sink)
+        yield Stack(api, procs, workers, c_env, mongo, policy, stores, shared, vhost, smtp_sink, slack_sink)
     finally:
         for p in reversed(list(procs.values())):
             p.stop()
@@ -247,15 +248,23 @@ def _assert_verified_everywhere(stack: Stack, backup_class: str) -> list:
 
 
 def test_the_deployment_is_the_compose_files(stack):
+    """Every process got the compose file's environment (mapped) and nothing unlisted; the workers
+    consume the compose services' queues on the run's own broker vhost; the pools exist.
+
+    (The environment is the one each process was started with: Airflow's setproctitle overwrites
+    /proc/<pid>/environ, so it cannot be read back from the running process.)"""
     compose = compose_env.load_compose()
     for proc in stack.procs.values():
-        assert compose_env.agreement(stack.compose_env, proc.environ()) == [], proc.name
-        assert proc.environ()["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    # every worker consumes the queues its compose service does, and all share one local store
+        assert compose_env.agreement(stack.compose_env, proc.env) == [], proc.name
+        assert proc.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     for service, queues in compose_env.compose_workers(compose).items():
-        argv = stack.workers[service].cmdline()
+        argv = stack.workers[service].argv
         assert argv[argv.index("--queues") + 1].split(",") == queues, argv
-    assert len({p.environ()["BACKUP_DR_LOCAL_PATH"] for p in stack.procs.values()}) == 1
+    assert len({p.env["BACKUP_DR_LOCAL_PATH"] for p in stack.procs.values()}) == 1  # the shared `backups` volume
+    # the workers really consume those queues on this run's RabbitMQ vhost
+    consumers = {line.split("\t")[0] for line in rabbitmqctl("list_queues", "-p", stack.vhost, "name", "consumers", "--quiet",
+                                                               "--no-table-headers").splitlines() if line.strip()}
+    assert {"default", "near_db"} <= consumers, consumers
     assert stack.api.call("GET", "/api/v2/pools/backup_dr_mongodb")["slots"] == 1
 
 
