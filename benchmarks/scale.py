@@ -10,7 +10,8 @@ bytes per GB of source data. Engines, each run in a child process so its own pea
 * ``redis_rdb``     RDB over the replication protocol into the local store;
 * ``files``         tar.zst of a mixed tree (logs, binaries, configs);
 * ``replicate``     one artifact to S3 (moto) and to GCS (emulator), each alone, read back and
-                    hashed; network bytes are measured at the client (/proc/self/io).
+                    hashed (network per store = the artifact up once and back once: not measured
+                    here, /proc/<pid>/io does not count socket send/recv).
 
     .venv/bin/python benchmarks/scale.py --quick    # 1x = ~4 MB per engine (under two minutes)
     .venv/bin/python benchmarks/scale.py            # 1x = ~20 MB, 10x = ~200 MB
@@ -53,12 +54,6 @@ def _rss_mb() -> float:
 def _run(*argv: str) -> dict:
     out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _io(pid: int | str) -> tuple[int, int]:
-    """(bytes read, bytes written) by a process through any fd, sockets included."""
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["rchar"]), int(fields["wchar"])
 
 
 # ----------------------------------------------------------------------------- children
@@ -111,13 +106,8 @@ def child(mode: str, *args: str) -> None:
 
             os.environ["STORAGE_EMULATOR_HOST"] = endpoint
             dest = GCSStore(storage.Client(project="test", credentials=AnonymousCredentials()), bucket, prefix="backup-dr", name="gcs")
-        manifest = Manifest.from_json(Path(manifest_path).read_bytes())
-        r0, w0 = _io("self")
-        replicate(local, manifest, dest)
-        r1, w1 = _io("self")
-        # network, measured at the client: sent = bytes written (nothing else is written); received =
-        # bytes read minus the local files read once for the upload (the read-back comes over the socket)
-        out = {"net_out_mb": (w1 - w0) / MB, "net_in_mb": (r1 - r0 - manifest.total_size) / MB}
+        replicate(local, Manifest.from_json(Path(manifest_path).read_bytes()), dest)
+        out = {}
     else:
         raise SystemExit(f"unknown child {mode}")
     print(json.dumps({**out, "seconds": time.perf_counter() - t0, "rss_mb": _rss_mb()}))
@@ -175,7 +165,7 @@ def replicate_at(replicate_bench, moto, gcs, mb: int, work: Path) -> dict:
         bucket = f"scale-{uuid.uuid4().hex[:8]}"
         (moto.client().create_bucket(Bucket=bucket) if kind == "s3" else gcs.client().create_bucket(bucket))
         res = _run(__file__, "--child", "replicate", str(root), str(mpath), kind, server.endpoint_url, bucket)
-        out[kind] = {"s": res["seconds"], "rss_mb": res["rss_mb"], "net_in_mb": res["net_in_mb"], "net_out_mb": res["net_out_mb"]}
+        out[kind] = {"s": res["seconds"], "rss_mb": res["rss_mb"]}
     shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -191,15 +181,13 @@ def _growth(one: dict, ten: dict, data_key: str = "data_mb") -> dict:
          "rss_ratio": round(ten["rss_mb"] / one["rss_mb"], 2)}
     if "disk_mb" in ten:
         g["disk_gb_per_gb"] = round(ten["disk_mb"] / ten[data_key], 3)
-    for k in ("net_in_mb", "net_out_mb"):
-        if k in ten:
-            g[k.replace("_mb", "_gb_per_gb")] = round(ten[k] / ten[data_key], 2)
     return g
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=("mongo", "redis", "files", "replicate"), help="one engine group only")
     ap.add_argument("--child", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.child:
@@ -213,28 +201,31 @@ def main() -> None:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
-        with MongoServer(work / "mongo") as server:
-            client = server.client()
-            m1, m10 = (mongo_at(mongo_dump, server, client, n, work) for n in (docs, docs * 10))
-            client.close()
-        for codec in ("gzip", "zstd"):
-            results[f"mongo_dump_{codec}"] = _growth({**m1[f"dump_{codec}"], "data_mb": m1["data_mb"]},
-                                                     {**m10[f"dump_{codec}"], "data_mb": m10["data_mb"]})
-        results["mongo_restore"] = _growth({**m1["restore"], "data_mb": m1["data_mb"]}, {**m10["restore"], "data_mb": m10["data_mb"]})
-        results["mongo_restore"]["data_mb_10x"] = round(m10["data_mb"], 1)
-        with RedisServer(work / "redis", password=redis_rdb.PASSWORD) as rs:
-            r1, r10 = (redis_at(redis_rdb, rs, n, work) for n in (keys, keys * 10))
-        results["redis_rdb"] = _growth(r1, r10)
-        f1, f10 = (files_at(files_archive, n, work) for n in (mb, mb * 10))
-        results["files_zstd"] = _growth(f1, f10)
-        with MotoServer(work / "moto") as moto, GcsEmulator(work / "gcs") as gcs:
-            p1, p10 = (replicate_at(replicate_bench, moto, gcs, n, work) for n in (mb, mb * 10))
-        for kind in ("s3", "gcs"):
-            results[f"replicate_{kind}"] = _growth({**p1[kind], "data_mb": p1["data_mb"]}, {**p10[kind], "data_mb": p10["data_mb"]})
+        if args.only in (None, "mongo"):
+            with MongoServer(work / "mongo") as server:
+                client = server.client()
+                m1, m10 = (mongo_at(mongo_dump, server, client, n, work) for n in (docs, docs * 10))
+                client.close()
+            for codec in ("gzip", "zstd"):
+                results[f"mongo_dump_{codec}"] = _growth({**m1[f"dump_{codec}"], "data_mb": m1["data_mb"]},
+                                                         {**m10[f"dump_{codec}"], "data_mb": m10["data_mb"]})
+            results["mongo_restore"] = _growth({**m1["restore"], "data_mb": m1["data_mb"]}, {**m10["restore"], "data_mb": m10["data_mb"]})
+        if args.only in (None, "redis"):
+            with RedisServer(work / "redis", password=redis_rdb.PASSWORD) as rs:
+                r1, r10 = (redis_at(redis_rdb, rs, n, work) for n in (keys, keys * 10))
+            results["redis_rdb"] = _growth(r1, r10)
+        if args.only in (None, "files"):
+            f1, f10 = (files_at(files_archive, n, work) for n in (mb, mb * 10))
+            results["files_zstd"] = _growth(f1, f10)
+        if args.only in (None, "replicate"):
+            with MotoServer(work / "moto") as moto, GcsEmulator(work / "gcs") as gcs:
+                p1, p10 = (replicate_at(replicate_bench, moto, gcs, n, work) for n in (mb, mb * 10))
+            for kind in ("s3", "gcs"):
+                results[f"replicate_{kind}"] = _growth({**p1[kind], "data_mb": p1["data_mb"]},
+                                                       {**p10[kind], "data_mb": p10["data_mb"]})
     for name, g in results.items():
         print(f"{name:18} 1x {g['s_1x']:7.2f}s  10x {g['s_10x']:7.2f}s  time x{g['time_ratio']:<5}  {g['s_per_gb']:7.1f} s/GB  "
-              f"RSS {g['rss_1x_mb']}->{g['rss_10x_mb']} MB" + (f"  disk {g['disk_gb_per_gb']} GB/GB" if "disk_gb_per_gb" in g else "")
-              + (f"  net in {g['net_in_gb_per_gb']} / out {g['net_out_gb_per_gb']} GB/GB" if "net_in_gb_per_gb" in g else ""))
+              f"RSS {g['rss_1x_mb']}->{g['rss_10x_mb']} MB" + (f"  disk {g['disk_gb_per_gb']} GB/GB" if "disk_gb_per_gb" in g else ""))
     print(json.dumps({"benchmark": "scale", "quick": args.quick, "mongo_docs_1x": docs, "redis_keys_1x": keys, "files_mb_1x": mb,
                       "seconds_total": round(time.perf_counter() - t_start, 1), "engines": results}))
 
