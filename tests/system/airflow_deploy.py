@@ -77,7 +77,7 @@ class AirflowProcess:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
-    def stop(self, timeout: float = 60) -> None:
+    def stop(self, timeout: float = 20) -> None:
         if self.alive():
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)

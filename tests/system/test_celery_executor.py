@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -72,7 +74,6 @@ class Stack:
     vhost: str
     smtp: object
     slack: object
-    runs: dict[str, list[str]] = field(default_factory=dict)
 
     def live_workers(self) -> dict[str, AirflowProcess]:
         return {n: w for n, w in self.workers.items() if w.alive()}
@@ -95,11 +96,11 @@ def _test_policy(tmp: Path) -> Path:
 
 
 def _seed(mongo: MongoServer) -> None:
-    """The sample database plus ~80 MB of incompressible blobs in ``contents`` (a critical-class
+    """The sample database plus ~40 MB of incompressible blobs in ``contents`` (a critical-class
     collection), so a dump takes seconds and can be caught in the middle."""
     client = mongo.client()
     sample_data.seed_mongo(client)
-    for batch in range(16):
+    for batch in range(8):
         client[sample_data.DATABASE].contents.insert_many(
             [{"slug": f"blob-{batch}-{i}", "blob": Binary(os.urandom(100_000))} for i in range(50)])
     client.close()
@@ -121,8 +122,6 @@ def stack(tmp_path_factory, s3_server, gcs_server, mongo_scratch_server, smtp_si
     mongo = MongoServer(tmp / "mongo").start()
     redis = RedisServer(tmp / "redis", password="celery-redis-secret").start()
     try:
-        _seed(mongo)
-        sample_data.seed_redis(redis.client())
         s3_bucket, gcs_bucket = f"celery-{uid}", f"celery-{uid}"
         s3_server.client().create_bucket(Bucket=s3_bucket)
         gcs_server.client().create_bucket(gcs_bucket)
@@ -169,9 +168,12 @@ def stack(tmp_path_factory, s3_server, gcs_server, mongo_scratch_server, smtp_si
         psql(f"CREATE DATABASE {db}")
         rabbitmqctl("add_vhost", vhost)
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        import subprocess
-
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=900, cwd=tmp)
+        migrate = subprocess.Popen([str(BIN / "airflow"), "db", "migrate"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, cwd=tmp)
+        _seed(mongo)  # while the metadata DB migrates
+        sample_data.seed_redis(redis.client())
+        out, _ = migrate.communicate(timeout=900)
+        assert migrate.returncode == 0, out[-3000:]
         import_pools(env, tmp)
 
         airflow = str(BIN / "airflow")
@@ -268,15 +270,26 @@ def test_the_deployment_is_the_compose_files(stack):
     assert stack.api.call("GET", "/api/v2/pools/backup_dr_mongodb")["slots"] == 1
 
 
+def _first_run(api: Api, dag_id: str, wait: float = 60) -> str:
+    """The run the scheduler creates when a cron DAG is unpaused (its latest slot: catchup is off),
+    or a manual one if it made none."""
+    try:
+        return wait_until(lambda: next((r["dag_run_id"] for r in api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]), None),
+                          f"{dag_id}'s first run", wait)
+    except AssertionError:
+        return api.trigger(dag_id)
+
+
 def test_every_class_runs_spread_over_both_workers_and_every_copy_verifies(stack):
     api = stack.api
     # critical_data alone first: its two replication tasks are queued together with both workers idle
-    crit = api.trigger("backup_critical_data")
+    api.call("PATCH", "/api/v2/dags/backup_critical_data", {"is_paused": False})
+    crit = _first_run(api, "backup_critical_data")
     crit_tis = _assert_success(api, "backup_critical_data", crit)
-    api.call("PATCH", "/api/v2/dags/backup_application_code", {"is_paused": False})
+    for dag_id in ("backup_operational_data", "backup_configuration", "backup_application_code"):
+        api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    runs = {d: _first_run(api, d) for d in ("backup_operational_data", "backup_configuration")}
     asset_id = api.call("GET", "/api/v2/assets?uri_pattern=korea-public-data-api")["assets"][0]["id"]
-    runs = {"backup_operational_data": api.trigger("backup_operational_data"),
-            "backup_configuration": api.trigger("backup_configuration")}
     api.call("POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": {
         "ref": "v1.0.0", "image": "registry.example/korea-public-data-api:1.0.0", "image_digest": "sha256:" + "ab" * 32}})
     runs["backup_application_code"] = wait_until(
@@ -285,7 +298,6 @@ def test_every_class_runs_spread_over_both_workers_and_every_copy_verifies(stack
     hosts = {"backup_critical_data": _hosts(crit_tis)}
     for dag_id, run_id in runs.items():
         hosts[dag_id] = _hosts(_assert_success(api, dag_id, run_id))
-    stack.runs["phase1"] = [crit, *runs.values()]
 
     used = {h for per_dag in hosts.values() for h in per_dag.values()}
     assert used == {PLAIN, NEAR_DB}, hosts
@@ -326,12 +338,12 @@ def test_worker_lost_mid_dump_the_task_is_retried_on_the_survivor(stack):
     print(f"worker {victim} killed at +0s; retry on {survivor} finished "
           f"{time.time() - killed_at:.0f}s later (the heartbeat timeout is 30 s)")
 
-    # exactly one complete backup for this run, intact everywhere; nothing partial left
+    # exactly one complete backup for this run (its id derives from the run's run_after), intact everywhere
     entries = _assert_verified_everywhere(stack, "critical_data")
-    new = [e for e in entries if e.backup_id not in before]
-    assert len(new) == 1, [e.backup_id for e in new]
+    run_after = datetime.fromisoformat(api.call("GET", api.run_path(dag_id, run_id))["run_after"].replace("Z", "+00:00"))
+    mine = [e for e in entries if e.bid.stamp == run_after.replace(microsecond=0)]
+    assert len(mine) == 1 and mine[0].backup_id not in before, ([e.backup_id for e in entries], run_after)
     assert all(backup_dirs(stack.local_store).values()) and tmp_leftovers(stack.local_store) == []
-    stack.runs["killed"] = [run_id]
 
 
 def test_critical_class_first_with_one_worker_slot_and_one_pool_slot(stack):
@@ -340,8 +352,12 @@ def test_critical_class_first_with_one_worker_slot_and_one_pool_slot(stack):
     while len(live) > 1:  # one worker slot (after the previous test, the survivor alone)
         name = sorted(live)[0]
         live.pop(name).stop()
-    pool = "/api/v2/pools/backup_dr_mongodb"
-    api.call("PATCH", pool, {"name": "backup_dr_mongodb", "slots": 0})  # the database is busy with another dump
+    for dag_id in ("backup_operational_data", "backup_critical_data"):  # a scheduled slot that came due meanwhile
+        wait_until(lambda: not api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=running&state=queued")["dag_runs"],
+                   f"no active run of {dag_id}", 420, interval=2)
+    pool = "/api/v2/pools/backup_dr_mongodb?update_mask=slots"
+    body = {"name": "backup_dr_mongodb", "include_deferred": False}
+    api.call("PATCH", pool, {**body, "slots": 0})  # the database is busy with another dump
     try:
         ops = api.trigger("backup_operational_data")  # triggered FIRST
         crit = api.trigger("backup_critical_data")
@@ -353,7 +369,7 @@ def test_critical_class_first_with_one_worker_slot_and_one_pool_slot(stack):
 
         wait_until(both_waiting, "both MongoDB dumps waiting for the pool", 180)
     finally:
-        api.call("PATCH", pool, {"name": "backup_dr_mongodb", "slots": 1})
+        api.call("PATCH", pool, {**body, "slots": 1})
     crit_tis = {t["task_id"]: t for t in _assert_success(api, "backup_critical_data", crit)}
     ops_tis = {t["task_id"]: t for t in _assert_success(api, "backup_operational_data", ops)}
     c, o = crit_tis["backup_mongodb"], ops_tis["backup_mongodb"]
@@ -369,12 +385,19 @@ def test_deadline_alert_and_approval_with_the_triggerer_on_celery(stack):
     api, smtp, slack = stack.api, stack.smtp, stack.slack
     smtp.messages.clear(), slack.requests.clear()
     assert stack.live_workers(), "no worker left"
+    if not Catalog(stack.stores).list("critical_data"):  # run on its own: pick_backup needs a backup to pick
+        api.call("PATCH", "/api/v2/dags/backup_critical_data", {"is_paused": False})
+        _assert_success(api, "backup_critical_data", _first_run(api, "backup_critical_data"))
     dr_run = api.trigger("dr_database_server_failure", {"dry_run": True})
     mail = smtp.wait_for(lambda m: "DEADLINE MISSED" in m["Subject"] and "dr_database_server_failure" in smtp.text(m), timeout=240)
     assert mail and "RTO of 20s exceeded" in mail[0]["Subject"], [m["Subject"] for m in smtp.messages]
     assert slack.wait_for(lambda r: "DEADLINE MISSED" in str(r["body"]), timeout=60)
-    wait_until(lambda: next(t["state"] == "deferred" for t in api.task_instances("dr_database_server_failure", dr_run)
-                            if t["task_id"] == "provision_mongodb"), "the approval waiting in the triggerer", 120)
+    def approval_state():
+        states = {t["task_id"]: t["state"] for t in api.task_instances("dr_database_server_failure", dr_run)}
+        assert states.get("provision_mongodb") == "deferred", states
+        return True
+
+    wait_until(approval_state, "the approval waiting in the triggerer", 120)
     api.call("PATCH", api.run_path("dr_database_server_failure", dr_run) + "/taskInstances/provision_mongodb/-1/hitlDetails",
              {"chosen_options": ["Approve"], "params_input": {}})
     _assert_success(api, "dr_database_server_failure", dr_run)
