@@ -128,6 +128,7 @@ TEST_ONLY: dict[str, str] = {
     "BACKUP_DR_MAX_RETRY_DELAY": "(same reason)",
     "PYTHONPATH": "plugins/ importable by every process, as the image's /opt/airflow/plugins is",
     "PATH": "the venv's airflow and celery executables first",
+    "PYTHONDONTWRITEBYTECODE": "no __pycache__ written into this checkout's dags/",
 }
 
 

@@ -50,6 +50,7 @@ def airflow_standalone(tmp_path, seeded_mongo, mongo_scratch_server, s3_bucket, 
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "PYTHONPATH": str(ROOT / "plugins"),
+        "PYTHONDONTWRITEBYTECODE": "1",  # no dags/__pycache__ in the checkout (the DagBag I/O test would see it)
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",  # standalone spawns `airflow`
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
