@@ -353,13 +353,18 @@ def test_critical_class_first_with_one_worker_slot_and_one_pool_slot(stack):
     while len(live) > 1:  # one worker slot (after the previous test, the survivor alone)
         name = sorted(live)[0]
         live.pop(name).stop()
-    for dag_id in ("backup_operational_data", "backup_critical_data"):  # unpausing may start a scheduled slot: let it finish
+    for dag_id in ("backup_operational_data", "backup_critical_data"):  # unpausing starts the latest slot: let it finish
         api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        try:
+            wait_until(lambda: api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"], f"a run of {dag_id}", 30)
+        except AssertionError:
+            pass  # the scheduler made none (no slot due): nothing to wait for
         wait_until(lambda: not api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=running&state=queued")["dag_runs"],
                    f"no active run of {dag_id}", 420, interval=2)
     pool = "/api/v2/pools/backup_dr_mongodb?update_mask=slots"
     body = {"name": "backup_dr_mongodb", "include_deferred": False}
     api.call("PATCH", pool, {**body, "slots": 0})  # the database is busy with another dump
+    assert api.call("GET", "/api/v2/pools/backup_dr_mongodb")["slots"] == 0
     try:
         ops = api.trigger("backup_operational_data")  # triggered FIRST
         crit = api.trigger("backup_critical_data")
@@ -367,7 +372,8 @@ def test_critical_class_first_with_one_worker_slot_and_one_pool_slot(stack):
         def both_waiting():
             states = {d: next(t["state"] for t in api.task_instances(d, r) if t["task_id"] == "backup_mongodb")
                       for d, r in (("backup_operational_data", ops), ("backup_critical_data", crit))}
-            return states if set(states.values()) == {"scheduled"} else None
+            assert set(states.values()) == {"scheduled"}, states
+            return states
 
         wait_until(both_waiting, "both MongoDB dumps waiting for the pool", 180)
     finally:
