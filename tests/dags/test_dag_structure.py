@@ -33,6 +33,8 @@ def _job_id(job):
 def test_backup_class_dags_follow_the_policy(bag, pol):
     from airflow.sdk import CronTriggerTimetable
 
+    from backup_dr.core.routing import pool_for, priority_weight
+
     for name, cls in pol.classes.items():
         dag = bag.get_dag(f"backup_{name}")
         assert dag.deadline[0].interval == cls.objective.rpo
@@ -47,7 +49,9 @@ def test_backup_class_dags_follow_the_policy(bag, pol):
         critical = [_job_id(j) for j in cls.jobs if j.critical]
         for job in cls.jobs:
             task = dag.get_task(_job_id(job))
-            assert task.execution_timeout == job.timeout and task.priority_weight == 100 - 10 * job.priority
+            assert task.execution_timeout == job.timeout and task.priority_weight == priority_weight(pol, cls, job)
+            assert task.weight_rule == "absolute" and task.pool == pool_for(job.source) == f"backup_dr_{job.source}"
+            assert task.queue == "default"  # the shipped policy pins no queue
             assert task.trigger_rule == "all_success"
             rep = dag.get_task("replicate_" + _job_id(job)[len("backup_"):])
             assert rep.upstream_task_ids == {_job_id(job)}

@@ -33,7 +33,7 @@ AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 def test_every_service_of_the_stack_is_there(compose):
     services = set(compose["services"])
     expected = {
-        "postgres", "airflow-broker", *AIRFLOW_SERVICES,
+        "postgres", "airflow-broker", "airflow-worker-near-db", *AIRFLOW_SERVICES,
         "mongo1", "mongo2", "mongo3", "mongo-init", "mongo-scratch", "app-redis",
         "minio", "minio-init", "fake-gcs", "mailpit", "slack-sink", "api", "mongo-dr", "redis-dr",
     }
@@ -49,7 +49,8 @@ def test_images_are_pinned(compose):
 
 def test_airflow_services_share_the_common_block(compose):
     commands = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler", "airflow-dag-processor": "dag-processor",
-                "airflow-triggerer": "triggerer", "airflow-worker": "celery worker"}
+                "airflow-triggerer": "triggerer", "airflow-worker": "celery worker --queues default",
+                "airflow-worker-near-db": "celery worker --queues default,near_db"}
     for name, command in commands.items():
         svc = compose["services"][name]
         assert svc["command"] == command
@@ -58,13 +59,32 @@ def test_airflow_services_share_the_common_block(compose):
         assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/opt/airflow/backups"} <= mounts, name
     # the airflow CLI really has these sub-commands
     out = subprocess.run([str(ROOT / ".venv/bin/airflow"), "--help"], capture_output=True, text=True, timeout=120).stdout
-    for command in ("api-server", "scheduler", "dag-processor", "triggerer"):
+    for command in ("api-server", "scheduler", "dag-processor", "triggerer", "celery"):
         assert re.search(rf"^\s+{command}\s", out, re.M), command
+    worker = subprocess.run([str(ROOT / ".venv/bin/airflow"), "celery", "worker", "--help"], capture_output=True, text=True,
+                            timeout=120).stdout
+    assert "--queues" in worker and "--skip-serve-logs" in worker
 
 
-def test_celery_executor_with_redis_broker_and_postgres(airflow_env, compose):
+def test_init_job_creates_the_pools_the_dags_need(compose):
+    script = compose["services"]["airflow-init"]["command"][-1]
+    assert "python -m backup_dr pools --out /tmp/backup_dr_pools.json" in script
+    assert "airflow pools import /tmp/backup_dr_pools.json" in script
+
+
+def test_celery_executor_with_rabbitmq_broker_and_postgres(airflow_env, compose):
     assert airflow_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert airflow_env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "airflow-broker" in airflow_env["AIRFLOW__CELERY__BROKER_URL"]
+    broker = compose["services"]["airflow-broker"]
+    assert broker["image"].startswith("rabbitmq:")
+    user, vhost = broker["environment"]["RABBITMQ_DEFAULT_USER"], broker["environment"]["RABBITMQ_DEFAULT_VHOST"]
+    assert airflow_env["AIRFLOW__CELERY__BROKER_URL"] == (
+        f"amqp://{user}:{broker['environment']['RABBITMQ_DEFAULT_PASS']}@airflow-broker:5672/{vhost}")
+    # a dump holds its (late-acknowledged) message for hours: RabbitMQ's 30 min consumer_timeout is raised
+    conf = (ROOT / "docker" / "rabbitmq" / "backup-dr.conf").read_text()
+    timeout_ms = int(re.search(r"^consumer_timeout\s*=\s*(\d+)$", conf, re.M).group(1))
+    longest_job = max(j.timeout for c in load_policy(ROOT / "include" / "policy.yaml").classes.values() for j in c.jobs)
+    assert timeout_ms / 1000 > longest_job.total_seconds()
+    assert any(v.startswith("./docker/rabbitmq/backup-dr.conf:/etc/rabbitmq/conf.d/") for v in broker["volumes"])
     assert airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://") and "@postgres/" in airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert compose["services"]["airflow-init"]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
 

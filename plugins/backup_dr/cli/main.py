@@ -38,6 +38,7 @@ _COMMAND_MODULES = (
     "backup_dr.cli.prune_cmd",
     "backup_dr.cli.health_cmd",
     "backup_dr.cli.policy_cmd",
+    "backup_dr.cli.pools_cmd",
     "backup_dr.cli.keys_cmd",
     "backup_dr.cli.decrypt_cmd",
 )

@@ -33,6 +33,7 @@ from backup_dr.core.policy_fields import (  # noqa: F401 - parse_cron is part of
     _as_bool,
     _as_duration,
     _as_int,
+    _as_queue,
     _check_name,
     _has_unset,
     _Issues,
@@ -115,7 +116,7 @@ def _parse_class(
 ) -> BackupClass | None:
     path = f"classes.{name}"
     allowed = ("description", "schedule", "deploy_asset", "retention", "gfs", "stores", "objective", "rpo", "rto", "jobs",
-               "encryption")
+               "encryption", "queue")
     r = _Reader(issues, path, body, allowed, ("schedule", "retention", "stores"))
     if not r.ok:
         return None
@@ -134,6 +135,7 @@ def _parse_class(
 
     objective = _parse_class_objective(issues, path, r, policy_parts["objectives"], broken)
     encryption = _parse_encryption(issues, f"{path}.encryption", r.data["encryption"]) if r.has("encryption") else None
+    queue = r.get("queue", _as_queue)  # Celery queue of its replication/prune (backup_dr.core.routing)
     jobs_raw = r.data.get("jobs")
     jobs: list[Job] = []
     if not isinstance(jobs_raw, list) or not jobs_raw:
@@ -174,6 +176,7 @@ def _parse_class(
         objective=objective,
         jobs=tuple(sorted(jobs, key=lambda j: j.priority)),
         encryption=encryption,
+        queue=queue,
     )
 
 

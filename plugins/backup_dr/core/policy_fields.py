@@ -201,6 +201,19 @@ def unknown_name(kind: str, name: Any, defined: Any) -> str:
     return f"unknown {kind} {_short(name, 40)}{hint}; defined {plural}: {', '.join(names) or 'none'}"
 
 
+_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def _as_queue(v: Any) -> str:
+    """A Celery queue name as workers take it (``airflow celery worker --queues a,b``)."""
+    if not isinstance(v, str) or not _QUEUE.match(v):
+        raise ValueError(
+            f"{v!r} is not a queue name: use letters, digits, '_', '.', '-' (no spaces or commas: "
+            "workers take a comma-separated list, e.g. airflow celery worker --queues default,near_db)"
+        )
+    return v
+
+
 def _check_name(issues: _Issues, path: str, name: Any) -> bool:
     if not isinstance(name, str) or not _NAME.match(name):
         issues.add(path, f"name {_short(name, 40)} must be lower-case letters, digits and '_' (it becomes a DAG id and a path)")

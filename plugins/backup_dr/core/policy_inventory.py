@@ -12,6 +12,7 @@ from typing import Any
 from backup_dr.core.policy_fields import (
     _as_duration,
     _as_int,
+    _as_queue,
     _as_str,
     _as_str_list,
     _check_name,
@@ -124,7 +125,7 @@ def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
     kind = body.get("type") if isinstance(body, dict) else None
     if _has_unset(kind):
         return None  # reported at sources.<name>.type with the variable's name
-    common = ("type",)
+    common = ("type", "queue")
     if kind == "mongodb":
         r = _Reader(issues, path, body, common + ("conn_id", "database", "collections", "read_preference", "compression", "format"), ("conn_id", "database"))
         src: Source = MongoSource(
@@ -139,6 +140,7 @@ def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
             ),
             compression=r.get("compression", _one_of("gzip", "zstd", "none"), "gzip"),
             format=r.get("format", _one_of("archive", "directory"), "archive"),
+            queue=r.get("queue", _as_queue),
         )
     elif kind == "redis":
         r = _Reader(issues, path, body, common + ("conn_id", "mode", "data_dir", "restart_command"), ("conn_id",))
@@ -148,6 +150,7 @@ def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
             mode=r.get("mode", _one_of("replication", "bgsave", "aof"), "replication"),
             data_dir=r.str("data_dir"),
             restart_command=r.get("restart_command", _as_str_list, ()),
+            queue=r.get("queue", _as_queue),
         )
         if src.mode in ("bgsave", "aof") and not src.data_dir:
             issues.add(f"{path}.data_dir", f"mode {src.mode!r} copies files from the server's data dir; give its path")
@@ -160,10 +163,11 @@ def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
             exclude=r.name_list("exclude"),
             modified_within=r.get("modified_within", _as_duration),
             compression=r.get("compression", _one_of("zstd", "gzip"), "zstd"),
+            queue=r.get("queue", _as_queue),
         )
     elif kind == "git":
         r = _Reader(issues, path, body, common + ("path",), ("path",))
-        src = GitSource(name=name, path=r.str("path") or "")
+        src = GitSource(name=name, path=r.str("path") or "", queue=r.get("queue", _as_queue))
     elif not isinstance(body, dict):
         issues.add(path, f"must be a mapping with a type (mongodb, redis, files, git), got {_type_name(body)}")
         return None

@@ -87,6 +87,7 @@ class MongoSource:
     read_preference: str = "secondaryPreferred"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     format: Literal["archive", "directory"] = "archive"
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "mongodb"
 
 
@@ -97,6 +98,7 @@ class RedisSource:
     mode: Literal["replication", "bgsave", "aof"] = "replication"
     data_dir: str | None = None  # bgsave / aof modes: the server's `dir`, readable by the worker
     restart_command: tuple[str, ...] = ()  # data_dir restores: how to restart the server
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "redis"
 
 
@@ -108,6 +110,7 @@ class FilesSource:
     exclude: tuple[str, ...] = ()
     modified_within: timedelta | None = None
     compression: Literal["zstd", "gzip"] = "zstd"
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "files"
 
 
@@ -115,6 +118,7 @@ class FilesSource:
 class GitSource:
     name: str
     path: str
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: SourceType = "git"
 
 
@@ -170,6 +174,7 @@ class BackupClass:
     objective: Objective
     jobs: tuple[Job, ...]
     encryption: Encryption | None = None
+    queue: str | None = None  # Celery queue of its replication/prune (see backup_dr.core.routing)
 
 
 @dataclass(frozen=True)

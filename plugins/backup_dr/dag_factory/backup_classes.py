@@ -14,12 +14,17 @@ Shape (critical_data shown; the other classes add one branch per source)::
   the remaining jobs end ``upstream_failed`` and the failure alert goes out (the seed's
   "stop on critical failure" rule, as trigger rules instead of a hand-written loop).
 * ``prune`` applies the class retention only when the whole run succeeded.
+* On a distributed deployment (:mod:`backup_dr.core.routing`): every backup task of a source
+  takes that source's one-slot pool (two DAGs never dump the same MongoDB at once), runs on
+  the source's queue (else the class's), and carries an absolute weight that ranks the
+  tighter class first, then the seed's job priority.
 """
 
 from __future__ import annotations
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_model import BackupClass, Job, Policy
+from backup_dr.core.routing import class_queue, dump_queue, pool_for, priority_weight
 from backup_dr.dag_factory.common import (
     START_DATE,
     TAG,
@@ -101,16 +106,23 @@ def build_backup_dag(policy: Policy, cls: BackupClass):
     ) as dag:
         remote = [s for s in cls.stores[1:]]
         critical_tasks, other_tails, tails = [], [], []
+        on_class_queue = {"queue": class_queue(cls)} if class_queue(cls) else {}
         for job in cls.jobs:
             src = policy.sources[job.source]
+            weight = priority_weight(policy, cls, job)
+            queue = dump_queue(policy, cls, job)
             kwargs = dict(
                 task_id=job_task_id(job),
                 backup_class=cls.name,
                 source=job.source,
-                priority_weight=max(1, 100 - 10 * job.priority),
+                priority_weight=weight,
                 weight_rule="absolute",
+                pool=pool_for(job.source),
                 execution_timeout=job.timeout,
-                doc_md=f"Back up `{job.source}` ({src.type}) into `{cls.stores[0]}`; manifest written last.",
+                doc_md=f"Back up `{job.source}` ({src.type}) into `{cls.stores[0]}`; manifest written last. "
+                       f"Pool `{pool_for(job.source)}` (one backup of this source at a time)"
+                       + (f", queue `{queue}`." if queue else "."),
+                **({"queue": queue} if queue else {}),
             )
             if src.type == "mongodb":
                 kwargs.update(collections=list(job.collections) or None, metadata_only=job.metadata_only)
@@ -120,9 +132,10 @@ def build_backup_dag(policy: Policy, cls: BackupClass):
                 tail = ReplicateOperator.partial(
                     task_id=f"replicate_{job_task_id(job)[len('backup_'):]}",
                     backup=XComArg(backup),
-                    priority_weight=max(1, 100 - 10 * job.priority),
+                    priority_weight=weight,
                     weight_rule="absolute",
                     execution_timeout=job.timeout,
+                    **on_class_queue,
                 ).expand(store=remote)
                 backup >> tail
             tails.append(tail)
@@ -130,6 +143,7 @@ def build_backup_dag(policy: Policy, cls: BackupClass):
         for crit in critical_tasks:
             for other in other_tails:
                 crit >> other
-        prune = PruneOperator(task_id="prune", backup_class=cls.name, doc_md="Apply the class retention (plan logged first).")
+        prune = PruneOperator(task_id="prune", backup_class=cls.name, doc_md="Apply the class retention (plan logged first).",
+                              **on_class_queue)
         tails >> prune
     return dag

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_model import PitrSpec, Policy
+from backup_dr.core.routing import source_queue
 from backup_dr.dag_factory.common import START_DATE, TAG, deadlines, default_args
 
 DAG_ID = "pitr_oplog_archive"
@@ -103,8 +104,10 @@ def build_pitr_dag(policy: Policy):
     ) as dag:
         for spec in specs:
             s, cls = spec.source, policy.classes[spec.backup_class]
+            # the source's queue (next to the database) but NOT its backup pool: a slice must not wait behind a dump
+            near = {"queue": source_queue(policy, s)} if source_queue(policy, s) else {}
             archive = OplogArchiveOperator(task_id=f"archive_oplog_{s}", source=s, execution_timeout=spec.interval,
-                                           doc_md=f"Archive the next oplog slice of `{s}` into `{cls.stores[0]}`.")
+                                           doc_md=f"Archive the next oplog slice of `{s}` into `{cls.stores[0]}`.", **near)
             remote = [n for n in spec.stores if n != cls.stores[0]]
             if remote:
                 replicate = SliceReplicateOperator.partial(task_id=f"replicate_slice_{s}", backup=XComArg(archive),
