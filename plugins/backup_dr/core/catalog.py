@@ -120,6 +120,15 @@ class CatalogEntry:
     def size(self) -> int:
         return max((c.size for c in self.copies.values() if c.complete), default=0)
 
+    @property
+    def taken_at(self) -> datetime:
+        """THE time of this backup for every age, RPO and "as of" figure (page, health, metrics).
+
+        One accessor so that every reader agrees on what a backup's time is, and a change of
+        that notion (the id's slot vs the data's capture time) reaches them all at once.
+        """
+        return self.bid.stamp
+
     def manifest(self) -> Manifest:
         """The manifest, from the first store holding it (stores are asked in catalog order)."""
         if self._manifest is None:
@@ -161,7 +170,7 @@ class CatalogEntry:
                            verify_kind=(rec or {}).get("kind"))
             stores[name] = row
         return {"backup_id": self.backup_id, "class": self.bid.backup_class, "source": self.bid.source, "kind": self.bid.kind,
-                "taken_at": iso(self.bid.stamp), "size": self.size, "complete_in": self.complete_in, "stores": stores}
+                "taken_at": iso(self.taken_at), "size": self.size, "complete_in": self.complete_in, "stores": stores}
 
 
 class Catalog:
@@ -252,5 +261,5 @@ class Catalog:
 
 
 def age_of(entry: CatalogEntry, now: datetime | None = None) -> float:
-    """Seconds since the backup's id time (what an RPO check compares)."""
-    return ((now or datetime.now(timezone.utc)) - entry.bid.stamp).total_seconds()
+    """Seconds since the backup's time (:attr:`CatalogEntry.taken_at`; what an RPO check compares)."""
+    return ((now or datetime.now(timezone.utc)) - entry.taken_at).total_seconds()

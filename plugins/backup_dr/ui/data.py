@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from backup_dr.core.artifacts.layout import kind_for, utc
 from backup_dr.core.artifacts.manifest import iso, parse_iso
-from backup_dr.core.catalog import Catalog, CatalogEntry
+from backup_dr.core.catalog import Catalog, CatalogEntry, age_of
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Job, Policy
 from backup_dr.core.stores.base import Store
@@ -71,7 +71,7 @@ def _manifest_facts(entry: CatalogEntry) -> dict[str, Any]:
 def _backup_row(entry: CatalogEntry, now: datetime) -> dict[str, Any]:
     row = entry.to_dict(with_verification=True)
     color, label = verification_color(entry.verified)
-    row.update(age_seconds=int((now - entry.bid.stamp).total_seconds()), verification={"color": color, "label": label},
+    row.update(age_seconds=int(age_of(entry, now)), verification={"color": color, "label": label},
                **_manifest_facts(entry))
     return row
 
@@ -80,7 +80,7 @@ def _history(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
     points = []
     for entry in reversed(entries[:HISTORY_POINTS]):
         facts = _manifest_facts(entry)
-        points.append({"backup_id": entry.backup_id, "taken_at": iso(entry.bid.stamp), "size": entry.size,
+        points.append({"backup_id": entry.backup_id, "taken_at": iso(entry.taken_at), "size": entry.size,
                        "duration_seconds": facts.get("duration_seconds")})
     return points
 
@@ -112,17 +112,17 @@ def _store_freshness(cls: BackupClass, entries: list[CatalogEntry], unreachable:
     rows = []
     for name in cls.stores:
         if name in unreachable:
-            rows.append({"store": name, "color": RED, "newest": None, "age_seconds": None,
+            rows.append({"store": name, "color": RED, "newest": None, "taken_at": None, "age_seconds": None,
                          "message": f"unreachable: {unreachable[name]}"})
             continue
         newest = next((e for e in entries if name in e.complete_in), None)
         if newest is None:
-            rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "age_seconds": None,
-                         "message": "holds no complete backup (redundancy below policy)"})
+            rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "taken_at": None,
+                         "age_seconds": None, "message": "holds no complete backup (redundancy below policy)"})
             continue
-        age = int((now - newest.bid.stamp).total_seconds())
+        age = int(age_of(newest, now))
         rows.append({"store": name, "color": age_color(age, rpo, event_driven=event_driven), "newest": newest.backup_id,
-                     "age_seconds": age, "message": None})
+                     "taken_at": iso(newest.taken_at), "age_seconds": age, "message": None})
     return rows
 
 
@@ -174,7 +174,7 @@ def _source_block(inputs: CatalogInputs, cls: BackupClass, job: Job, catalog: Ca
     entries = catalog.list(cls.name, job.source, kind)
     unreachable.update(catalog.errors)
     newest = entries[0] if entries else None
-    age = int((now - newest.bid.stamp).total_seconds()) if newest else None
+    age = int(age_of(newest, now)) if newest else None
     table = [_backup_row(e, now) for e in entries[:TABLE_ROWS]]
     drill = _last_drill(entries, catalog)
     d_color, d_reason = drill_color(drill, rto, now)
@@ -211,6 +211,7 @@ def _class_block(inputs: CatalogInputs, cls: BackupClass, unreachable: dict[str,
         "event_driven": cls.schedule.interval is None, "objective": cls.objective.name,
         "rpo_seconds": int(cls.objective.rpo.total_seconds()), "rto_seconds": int(cls.objective.rto.total_seconds()),
         "retention": cls.retention.text, "stores": list(cls.stores), "sources": sources,
+        "health_status": (((inputs.report or {}).get("classes") or {}).get(cls.name) or {}).get("status"),
         "color": worst(*(s["color"] for s in sources)),
     }
 
@@ -234,8 +235,12 @@ def _location(spec) -> str:
     return f"{scheme}://{spec.bucket}/{spec.prefix}" if spec.prefix else f"{scheme}://{spec.bucket}"
 
 
-def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str]) -> list[dict[str, Any]]:
+def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str], now: datetime) -> list[dict[str, Any]]:
+    """One card per store. Its figures are of two ages, and the card says both: reachability is
+    as of this build (``checked_at``, when the store was listed), usage as of the health report
+    that measured it (``usage_as_of``, up to an hour older)."""
     stats = (inputs.report or {}).get("stores") or {}
+    measured = (inputs.report or {}).get("generated_at")
     rows = []
     for name, spec in inputs.policy.stores.items():
         store = inputs.stores.get(name)
@@ -245,6 +250,8 @@ def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str]) -> list[di
                                "classes": [c.name for c in inputs.policy.classes.values() if name in c.stores]}
         s = stats.get(name) or {}
         row["usage"] = {k: s[k] for k in ("objects", "bytes", "free_bytes", "total_bytes") if k in s} or None
+        row["checked_at"] = iso(now)
+        row["usage_as_of"] = measured if row["usage"] else None
         rows.append(row)
     return rows
 
@@ -255,7 +262,7 @@ def build_catalog(inputs: CatalogInputs, *, now: datetime | None = None) -> dict
     unreachable = dict(inputs.store_errors)
     ordered = sorted(inputs.policy.classes.values(), key=lambda c: (c.objective.rpo, c.name))  # tightest RPO first
     classes = [_class_block(inputs, cls, unreachable, now) for cls in ordered]
-    stores = _stores_block(inputs, unreachable)
+    stores = _stores_block(inputs, unreachable, now)
     report = _report_block(inputs.report, now)
     data = {
         "generated_at": iso(now),
