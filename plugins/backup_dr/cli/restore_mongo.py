@@ -92,7 +92,7 @@ def run(args) -> int:
     at = parse_at(args.at) if args.at else None
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
-    conn = resolve_conn(args.to)
+    conn = resolve_conn(args.to, flag="--to")
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     if at is not None:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, resolve_conn, source_for,
-                                  workdir_arg)
+from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, refuse_uri, resolve_conn,
+                                  source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.core.artifacts.layout import kind_for
@@ -52,6 +52,8 @@ def run_redis(args) -> int:
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
     to_scratch = args.to == "scratch"
+    if not to_scratch:
+        refuse_uri(args.to, "--to")  # before any message could quote it
     if to_scratch and args.data_dir:
         raise UsageError("--data-dir restores into a running server's data directory; it makes no sense with --to scratch")
     if not to_scratch and not args.data_dir:
@@ -59,7 +61,7 @@ def run_redis(args) -> int:
                          hint="or load the backup into a throw-away local server with --to scratch")
     if args.detach and not to_scratch:
         raise UsageError("--detach only applies to --to scratch")
-    conn = None if to_scratch else resolve_conn(args.to)
+    conn = None if to_scratch else resolve_conn(args.to, flag="--to")
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     entry = _entry(args, policy, Catalog(stores.opened), ("redis",), "restore redis")
     _check_type(entry.manifest(), ("redis",), "restore redis")
