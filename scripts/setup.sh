@@ -39,3 +39,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       -r requirements-test.txt -c constraints-3.3.2-py3.11.txt
   echo "$want" > "$stamp"
 fi
+bash scripts/install-cli.sh   # .venv/bin/backup-dr (the CLI without PYTHONPATH=plugins)
