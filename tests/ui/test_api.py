@@ -128,6 +128,8 @@ def test_unreadable_policy_gives_a_clear_503(airflow_api, mint_token, catalog_en
         assert r.json()["detail"].startswith("the backup policy cannot be read") and "missing-policy.yaml" in r.json()["detail"]
         page = c.get("/", headers=auth)
         assert page.status_code == 503 and "Catalog unavailable" in page.text and "BACKUP_DR_POLICY" in page.text
+        metrics = c.get("/metrics", headers=auth)  # a scraper sees up == 0 and the reason as its last error
+        assert metrics.status_code == 503 and metrics.text.startswith("# catalog unavailable: the backup policy cannot be read")
         assert c.get("/api/catalog").status_code == 401  # still authenticated first
 
 
