@@ -117,6 +117,26 @@ def test_restore_mongo_argument_errors(cli, history, monkeypatch):
     assert out.returncode == 2 and "a MongoDB target needs conn_type 'mongo'" in out.stderr
 
 
+def test_to_refuses_a_uri_and_says_why_and_how(cli, history):
+    """A URI on --to (with its password) would sit in every user's `ps` and the shell history:
+    refused before anything is read, without echoing it, with the connection-id way to do it."""
+    secret = "Sup3r-s3cret"
+    cases = [("mongo", history.ids["mongo"], f"mongodb://admin:{secret}@10.0.0.9:27017/", "AIRFLOW_CONN_MONGO_NEW", "--to mongo_new"),
+             ("mongo", "latest", "mongodb+srv://cluster0.example.net/", "AIRFLOW_CONN_MONGO_NEW", "--to mongo_new"),
+             ("redis", history.ids["redis"], f"redis://default:{secret}@10.0.0.7:6379/0", "AIRFLOW_CONN_REDIS_NEW", "--to redis_new"),
+             ("redis", history.ids["redis"], f"redis://default:{secret}@10.0.0.7:6379/0 --data-dir", "AIRFLOW_CONN_REDIS_NEW", "--to redis_new")]
+    for kind, backup, uri, variable, flag in cases:
+        uri, _, extra = uri.partition(" ")
+        out = cli.run("restore", kind, backup, "--to", uri, *extra.split(), "--json")
+        assert out.returncode == 2, (uri, out.stderr)
+        body = json.loads(out.stdout)
+        assert "--to takes a connection id, not a URI" in body["error"], body
+        assert "visible to every user of this machine" in body["error"]  # why
+        assert variable in body["hint"] and flag in body["hint"] and "BACKUP_DR_CONNECTIONS_FILE" in body["hint"]  # how
+        assert secret not in out.stdout + out.stderr and "10.0.0." not in out.stdout + out.stderr  # not echoed
+        assert "AIRFLOW_CONN_MONGODB:" not in out.stderr and "is not defined" not in out.stderr  # the old, wrong hint
+
+
 def test_a_target_password_never_appears_in_output(cli, tmp_path):
     secret = "pw-Zx9!secret@host"
     conn = json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": 9, "login": "restorer", "password": secret,

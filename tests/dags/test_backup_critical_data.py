@@ -17,6 +17,9 @@ def test_critical_data_backs_up_to_three_verified_stores(stack, mongo_client):
     dr, states = run_dag("backup_critical_data", logical_date=when)
     assert str(dr.state) == "success", states
     assert set(states.values()) == {"success"}, states
+    # the mapped replicate tasks are labelled by store in the UI (map_index_template), not [0], [1]
+    labels = {ti.map_index: ti.rendered_map_index for ti in dr.get_task_instances() if ti.task_id == "replicate_mongodb"}
+    assert labels == {0: "s3", 1: "gcs"}, labels
     policy = load_policy(default_policy_path())
     stores = open_stores(policy.stores[n] for n in ("local", "s3", "gcs"))
     entry = Catalog(stores).newest("critical_data", "mongodb")

@@ -56,6 +56,7 @@ def test_backup_class_dags_follow_the_policy(bag, pol):
             rep = dag.get_task("replicate_" + _job_id(job)[len("backup_"):])
             assert rep.upstream_task_ids == {_job_id(job)}
             assert type(rep).__name__ == "MappedOperator" and rep.expand_input.value["store"] == list(cls.stores[1:])
+            assert rep.map_index_template == "{{ task.store }}"  # labelled by store in the UI
             if not job.critical:
                 assert set(critical) <= task.upstream_task_ids, f"{name}: {job.source} must wait for the critical job"
         prune = dag.get_task("prune")
@@ -92,3 +93,4 @@ def test_ops_and_pitr_dags(bag, pol):
     pitr = bag.get_dag("pitr_oplog_archive")
     assert pitr.deadline[0].interval == pol.pitr["mongodb"].interval
     assert {"archive_oplog_mongodb", "replicate_slice_mongodb", "alert_gap_mongodb", "trigger_full_backup_mongodb"} <= set(pitr.task_ids)
+    assert pitr.get_task("replicate_slice_mongodb").map_index_template == "{{ task.store }}"

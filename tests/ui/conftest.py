@@ -23,6 +23,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -190,14 +191,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(airflow_api, catalog_env):
-    """Airflow's API app served by uvicorn on 127.0.0.1 (a thread of this process, so tokens
-    minted here verify there); stopped at the end."""
+@contextmanager
+def serve(app):
+    """``app`` served by uvicorn on 127.0.0.1 in a thread of this process (so tokens minted
+    here verify there); yields its base URL; stopped on exit."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(airflow_api, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="ui-test-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -205,6 +206,15 @@ def live_server(airflow_api, catalog_env):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def live_server(airflow_api, catalog_env):
+    """Airflow's API app (with the plugin mounted) served by uvicorn on 127.0.0.1."""
+    with serve(airflow_api) as url:
+        yield url

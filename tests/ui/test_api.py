@@ -128,6 +128,8 @@ def test_unreadable_policy_gives_a_clear_503(airflow_api, mint_token, catalog_en
         assert r.json()["detail"].startswith("the backup policy cannot be read") and "missing-policy.yaml" in r.json()["detail"]
         page = c.get("/", headers=auth)
         assert page.status_code == 503 and "Catalog unavailable" in page.text and "BACKUP_DR_POLICY" in page.text
+        metrics = c.get("/metrics", headers=auth)  # a scraper sees up == 0 and the reason as its last error
+        assert metrics.status_code == 503 and metrics.text.startswith("# catalog unavailable: the backup policy cannot be read")
         assert c.get("/api/catalog").status_code == 401  # still authenticated first
 
 
@@ -143,3 +145,21 @@ def test_airflow_lists_the_plugin_with_its_app_and_nav_entry(client, mint_token)
     errors = client.get("/api/v2/plugins/importErrors", headers=auth).json()
     assert errors["import_errors"] == [], errors
     assert client.get(f"/{view['icon']}", headers=auth).headers["content-type"] == "image/svg+xml"
+
+
+def test_store_cards_say_how_old_their_figures_are(client, mint_token, catalog_history):
+    """Usage comes from the hourly health report, reachability from this page build: each card says when."""
+    import re
+
+    from backup_dr.core.health import load_latest_report
+
+    auth = {"Authorization": f"Bearer {mint_token()}"}
+    data = client.get("/backup-dr/api/catalog", headers=auth).json()
+    html = client.get("/backup-dr/", headers=auth).text
+    measured = load_latest_report(catalog_history.stores["local"])["generated_at"]
+    for store in data["stores"]:
+        assert store["usage_as_of"] == measured and store["checked_at"] == data["generated_at"]
+        card = re.search(rf'<div class="store card" data-store="{store["name"]}">(.*?)</div>\s*</div>', html, re.S).group(1)
+        as_of = re.search(r'<div class="muted as-of"[^>]*>(.*?)</div>', card + "</div>", re.S).group(1)
+        assert "reachable when listed" in as_of and f'datetime="{data["generated_at"]}"' in as_of
+        assert "usage measured by the health check" in as_of and f'datetime="{measured}"' in as_of

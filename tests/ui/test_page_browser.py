@@ -96,6 +96,8 @@ def test_page_renders_badges_and_charts_after_js(signed_in, live_server, tmp_pat
     assert crit.locator('[data-tile="drill"] time').inner_text() in ("just now",) or \
         crit.locator('[data-tile="drill"] time').inner_text().endswith(" ago")
     assert "T" not in crit.locator('[data-tile="age"] time').inner_text()  # an ISO stamp became a local date
+    as_of = page.locator('[data-as-of="local"]').inner_text()  # the store card says how old its figures are
+    assert re.search(r"when listed (just now|.+ ago); usage measured by the health check (just now|.+ ago)", as_of), as_of
 
     text = page.content()
     assert LEAKED_SECRET not in text

@@ -214,3 +214,51 @@ def test_the_fallback_alert_route_is_configured_and_provisioned(airflow_env):
     assert fallback.problems == () and fallback.alerts.email_to and fallback.alerts.slack_conn_id
     for conn_id in (fallback.alerts.email_conn_id, fallback.alerts.slack_conn_id):
         assert f"AIRFLOW_CONN_{conn_id.upper()}" in airflow_env, conn_id
+
+
+def test_prometheus_scrapes_the_plugin_with_the_shipped_rules_and_a_refreshed_token(compose, airflow_env, tmp_path):
+    """The Prometheus service: the shipped config (valid for promtool once its paths are local),
+    its rules mounted where the config looks, the API server as target at the plugin's path,
+    and a bearer token that the token service writes where Prometheus reads it, for a
+    read-only user the API server knows."""
+    import shutil
+
+    from backup_dr.ui import URL_PREFIX
+
+    prom, token = compose["services"]["prometheus"], compose["services"]["prometheus-token"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prom["volumes"]}
+    config_arg = next(a for a in prom["command"] if a.startswith("--config.file="))
+    config_path = Path(config_arg.split("=", 1)[1])
+    host_dir = ROOT / mounts[str(config_path.parent)]
+    config = yaml.safe_load((host_dir / config_path.name).read_text())
+    for rule_file in config["rule_files"]:
+        assert (host_dir / rule_file).is_file(), rule_file  # relative to the config, inside the mount
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == f"{URL_PREFIX}/metrics"
+    [target] = job["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host == "airflow-apiserver" and f"{port}:{port}" in compose["services"][host]["ports"]
+    # the token: written by the token service into the volume Prometheus reads it from
+    credentials = Path(job["authorization"]["credentials_file"])
+    token_mounts = {v.split(":")[1]: v.split(":")[0] for v in token["volumes"]}
+    out = Path(token["command"][token["command"].index("--out") + 1])
+    assert mounts[str(credentials.parent)] == token_mounts[str(out.parent)] and out.name == credentials.name
+    assert token["image"] == compose["x-airflow-common"]["image"]  # Airflow's image: python, and the helper via ./include
+    assert token_mounts["/opt/airflow/include"] == "./include" and token["entrypoint"][-1].startswith("/opt/airflow/include/")
+    assert (ROOT / token["entrypoint"][-1].replace("/opt/airflow/", "")).is_file()
+    user = token["command"][token["command"].index("--user") + 1]
+    assert f"{user}:viewer" in airflow_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
+    passwords = token["command"][token["command"].index("--passwords-file") + 1]
+    assert passwords == airflow_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    assert token_mounts[str(Path(passwords).parent)] == "airflow-config"
+    assert "9090:9090" in prom["ports"] and {"prometheus-data", "prometheus-token"} <= set(compose["volumes"])
+    # and promtool accepts the config, with its container paths made local
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing: bash scripts/setup.sh installs the Debian prometheus package")
+    (tmp_path / "token").write_text("x")
+    job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    config["rule_files"] = [str(host_dir / f) for f in config["rule_files"]]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    out = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

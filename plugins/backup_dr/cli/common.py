@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -67,9 +68,30 @@ def unknown_in_policy(policy: Policy, section: str, name: str, what: str) -> Usa
     return invalid_in_policy(policy, section, name, what) or UsageError(unknown_name(what, name, defined))
 
 
-def resolve_conn(conn_id: str) -> ConnInfo:
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+_EXAMPLE_ID = {"mongodb": "mongo_new", "mongodb+srv": "mongo_new", "redis": "redis_new", "rediss": "redis_new"}
+
+
+def refuse_uri(value: str, flag: str | None = None) -> None:
+    """A connection id, never a URI: a URI's password on the command line is in every user's
+    ``ps`` and in the shell history. The message shows only the scheme, never the value."""
+    m = _URI.match(value)
+    if m is None and "@" not in value:
+        return
+    scheme = m["scheme"] if m else "mongodb"
+    example = _EXAMPLE_ID.get(scheme.lower(), "target_new")
+    raise UsageError(
+        f"{flag + ' takes' if flag else 'expected'} a connection id, not a URI ('{scheme}://…'): a URI with credentials on the command line "
+        "is visible to every user of this machine (ps, /proc) and stays in the shell history",
+        hint=f"define the target as a connection and pass its id: export AIRFLOW_CONN_{example.upper()}="
+             f"'{scheme}://USER:PASSWORD@HOST:PORT/' (or an entry \"{example}\" in the JSON file named by "
+             f"$BACKUP_DR_CONNECTIONS_FILE), then {flag + ' ' + example if flag else 'use the id ' + example}")
+
+
+def resolve_conn(conn_id: str, *, flag: str | None = None) -> ConnInfo:
     """A connection from ``AIRFLOW_CONN_<ID>`` / ``$BACKUP_DR_CONNECTIONS_FILE``; its secrets are
-    remembered so no message of this process can show them."""
+    remembered so no message of this process can show them. A URI is refused (:func:`refuse_uri`)."""
+    refuse_uri(conn_id, flag)
     conn = conn_from_env(conn_id)
     SECRETS.extend(s for s in conn.secrets if s and s not in SECRETS)
     return conn
@@ -111,7 +133,7 @@ def open_policy_stores(policy: Policy, names: Iterable[str] | None = None) -> St
             else:
                 if not spec.conn_id:
                     raise ConnectionConfigError(f"store {name!r} names no conn_id", hint=f"set stores.{name}.conn_id in the policy")
-                out.opened[name] = open_store(spec, resolve_conn(spec.conn_id))
+                out.opened[name] = open_store(spec, resolve_conn(spec.conn_id, flag=f"stores.{name}.conn_id"))
         except BackupDRError as e:
             if name in wanted:
                 raise

@@ -53,7 +53,9 @@ credentials: stores and targets are CONNECTION IDS, resolved like Airflow does, 
 disaster recovery of the database server, step by step:
   python -m backup_dr list --source mongodb
   python -m backup_dr verify critical_data.mongodb.full.20261126T080000Z
-  python -m backup_dr restore mongo latest --to mongo_new_primary
+  python -m backup_dr restore mongo latest --class critical_data --to mongo_new_primary
+  python -m backup_dr restore mongo latest --class operational_data --to mongo_new_primary
+  (one restore per class that backs up the database: `latest` alone does not guess which)
 """
 
 

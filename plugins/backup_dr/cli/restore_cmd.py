@@ -16,10 +16,10 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 _MONGO_EPILOG = """\
 examples:
-  python -m backup_dr restore mongo latest --to mongo_new_primary
+  python -m backup_dr restore mongo latest --class critical_data --to mongo_new_primary
   python -m backup_dr restore mongo latest --class operational_data --to mongo_new_primary
   python -m backup_dr restore mongo critical_data.mongodb.full.20261126T080000Z --to mongo_korea_public_data --drop
-  python -m backup_dr restore mongo latest --to mongo_scratch --db restored_copy --collections announcements,businesses
+  python -m backup_dr restore mongo latest --class critical_data --to mongo_scratch --db restored_copy --collections announcements,businesses
   python -m backup_dr restore mongo --at 2026-11-26T08:15:00+09:00 --to mongo_korea_public_data --drop
 
 --to names a connection (AIRFLOW_CONN_<ID> or $BACKUP_DR_CONNECTIONS_FILE), never a URI with a password.

@@ -97,7 +97,7 @@ def run(args) -> int:
         sys.stderr.flush()
     workdir = workdir_arg(args.workdir)
     sweep_stale(workdir)  # what a killed earlier restore left in the temp dir
-    conn = resolve_conn(args.to)
+    conn = resolve_conn(args.to, flag="--to")
     check_mongo_conn(conn)
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     if at is not None:

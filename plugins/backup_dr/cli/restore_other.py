@@ -22,8 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, resolve_conn, source_for,
-                                  workdir_arg)
+from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, refuse_uri, resolve_conn,
+                                  source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.restore_journal_cmd import journal_root
@@ -78,6 +78,8 @@ def run_redis(args) -> int:
     workdir = workdir_arg(args.workdir)
     sweep_stale(workdir)
     to_scratch = args.to == "scratch"
+    if not to_scratch:
+        refuse_uri(args.to, "--to")  # before any message could quote it
     data_dir_mode = args.data_dir is not None
     if to_scratch and (data_dir_mode or args.replace):
         raise UsageError("--data-dir and --replace restore into a running server; they make no sense with --to scratch")
@@ -87,7 +89,7 @@ def run_redis(args) -> int:
         raise UsageError("--restart-command only applies to --data-dir restores")
     if args.detach and not to_scratch:
         raise UsageError("--detach only applies to --to scratch")
-    conn = None if to_scratch else resolve_conn(args.to)
+    conn = None if to_scratch else resolve_conn(args.to, flag="--to")
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     entry = _entry(args, policy, Catalog(stores.opened), ("redis",), "restore redis")
     _check_type(entry.manifest(), ("redis",), "restore redis")

@@ -84,7 +84,11 @@ class CatalogEntry:
 
     @property
     def captured_at(self) -> datetime:
-        """When the data was captured (:attr:`Manifest.captured_at`); reads the manifest."""
+        """When the data was captured (:attr:`Manifest.captured_at`); reads the manifest.
+
+        THE time of this backup for every age, RPO and "as of" figure (page, health, metrics,
+        retention, "newest before T"): one accessor, so every reader agrees; never the id's slot.
+        """
         return self.manifest().captured_at
 
     @property
@@ -139,7 +143,7 @@ class CatalogEntry:
         state = "never" if not oks else "verified" if oks == {True} else "failed" if oks == {False} else "mixed"
         return {"state": state, "by_store": by_store, "drill": last_drill([self])}
 
-    def _captured_or_none(self) -> datetime | None:
+    def captured_or_none(self) -> datetime | None:
         try:
             return self.captured_at
         except BackupDRError:
@@ -156,7 +160,7 @@ class CatalogEntry:
             stores[name] = row
         return {"backup_id": self.backup_id, "class": self.bid.backup_class, "source": self.bid.source, "kind": self.bid.kind,
                 **({"verification_state": state} if state is not None else {}),
-                "slot": iso(self.bid.stamp), "taken_at": iso(self._captured_or_none()), "size": self.size, "complete_in": self.complete_in, "stores": stores}
+                "slot": iso(self.bid.stamp), "taken_at": iso(self.captured_or_none()), "size": self.size, "complete_in": self.complete_in, "stores": stores}
 
 
 class Catalog:

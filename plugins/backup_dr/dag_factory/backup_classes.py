@@ -9,7 +9,8 @@ Shape (critical_data shown; the other classes add one branch per source)::
 * Each source is dumped into the class's first store (local staging), with the seed
   orchestrator's priority (``priority_weight``) and timeout (``execution_timeout``).
 * ``replicate_<source>`` is mapped over the class's other stores (dynamic task mapping):
-  each store uploads, verifies every byte client-side, then writes its manifest LAST.
+  each store uploads, verifies every byte client-side, then writes its manifest LAST. The
+  UI labels each mapped instance by its store (``map_index_template``), not by 0, 1.
 * A job marked ``critical`` gates every other job: if the critical MongoDB backup fails,
   the remaining jobs end ``upstream_failed`` and the failure alert goes out (the seed's
   "stop on critical failure" rule, as trigger rules instead of a hand-written loop).
@@ -136,6 +137,7 @@ def build_backup_dag(policy: Policy, cls: BackupClass):
                     weight_rule="absolute",
                     execution_timeout=job.timeout,
                     **on_class_queue,
+                    map_index_template=ReplicateOperator.STORE_LABEL,
                 ).expand(store=remote)
                 backup >> tail
             tails.append(tail)

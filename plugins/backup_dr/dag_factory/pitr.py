@@ -111,7 +111,8 @@ def build_pitr_dag(policy: Policy):
             remote = [n for n in spec.stores if n != cls.stores[0]]
             if remote:
                 replicate = SliceReplicateOperator.partial(task_id=f"replicate_slice_{s}", backup=XComArg(archive),
-                                                           execution_timeout=spec.interval).expand(store=remote)
+                                                           execution_timeout=spec.interval,
+                                                           map_index_template=SliceReplicateOperator.STORE_LABEL).expand(store=remote)
                 archive >> replicate
             alert = PitrGapAlertOperator(task_id=f"alert_gap_{s}", result=XComArg(archive),
                                          doc_md="Email + Slack for a new gap in the chain.")

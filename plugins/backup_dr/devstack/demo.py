@@ -11,7 +11,17 @@
    Airflow's ``dag.test()`` on a throwaway SQLite metadata DB;
 4. prints where every backup went, its size, and the verified restore time against the RTO.
 
-``--keep`` leaves the services running and prints the environment to use the CLI against them.
+It writes ``<workdir>/cli.env`` (default ``.demo/cli.env``, mode 0600): the variables the
+break-glass CLI needs for the demo's backups, so the closing hint is a command that works
+when pasted into any shell (``. .demo/cli.env && .venv/bin/backup-dr list ...``). After the
+demo it names only the local store (the S3/GCS stand-ins stop with the demo); with
+``--keep`` the services stay up until Ctrl-C and the file also holds their connections,
+then goes back to the local-only form on exit.
+
+The product's own configuration must not make Airflow print warnings a newcomer would take
+for problems: no demo connection has a field shorter than the secrets masker's minimum (it
+warns about any, even one it would not mask), and the constraints pin a pathspec that does
+not call the pattern class Airflow builds for ``plugins/.airflowignore`` deprecated.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -76,7 +87,7 @@ def start_services(work: Path):
     _conn("backup_s3", conn_type="aws", login="testing", password="testing",
           extra={"endpoint_url": services["s3"].endpoint_url, "region_name": "us-east-1"})
     os.environ["STORAGE_EMULATOR_HOST"] = services["gcs"].endpoint_url
-    _conn("backup_gcs", conn_type="google_cloud_platform", extra={"is_anonymous": True, "project": "demo"})
+    _conn("backup_gcs", conn_type="google_cloud_platform", extra={"is_anonymous": True, "project": "korea-public-data"})
     _conn("smtp_backup_alerts", conn_type="smtp", host="127.0.0.1", port=services["smtp"].port,
           extra={"disable_tls": True, "disable_ssl": True, "from_email": "backup-dr@korea-public-data.example"})
     _conn("slack_backup_alerts", conn_type="slackwebhook", host=f"{services['hooks'].url}/services", password="T0/B0/demo")
@@ -106,7 +117,41 @@ def run_dag(dag_id: str, **kw):
     return dr
 
 
-def summary() -> int:
+#: What the CLI needs to find the demo's backups (the policy's ${VARS}); the rest is per service.
+_CLI_ENV = ("BACKUP_DR_POLICY", "BACKUP_DR_LOCAL_PATH", "BACKUP_DR_APP_DIR", "BACKUP_DR_S3_BUCKET", "BACKUP_DR_GCS_BUCKET")
+
+
+def cli_command() -> str:
+    """The CLI as it can be pasted anywhere: the venv's ``backup-dr`` (scripts/install-cli.sh),
+    else this interpreter (it has the packages) with the package on PYTHONPATH."""
+    launcher = ROOT / ".venv" / "bin" / "backup-dr"
+    if launcher.is_file():
+        return shlex.quote(str(launcher))
+    return f"PYTHONPATH={shlex.quote(str(ROOT / 'plugins'))} {shlex.quote(sys.executable)} -m backup_dr"
+
+
+def cli_hint(env_file: Path, args: str) -> str:
+    return f". {shlex.quote(str(env_file.absolute()))} && {cli_command()} {args}"
+
+
+def write_cli_env(path: Path, *, with_services: bool) -> None:
+    """``path``: ``export`` lines for the CLI (0600: with services it holds their connections)."""
+    names = [k for k in _CLI_ENV if k in os.environ]
+    if with_services:
+        names += sorted(k for k in os.environ if k.startswith("AIRFLOW_CONN_") or k in ("STORAGE_EMULATOR_HOST", "BACKUP_DR_APP_HEALTH_URL"))
+    note = ("the demo's services are running (--keep): every store and connection is here" if with_services else
+            "the demo's services have stopped: only the local store is left (the CLI says S3/GCS are not used)")
+    lines = ["# backup-dr demo: the environment of the break-glass CLI for the demo's backups.",
+             f"# {note}.", f"# Use it from any shell:  {cli_hint(path, 'list --class critical_data')}"]
+    lines += [f"export {k}={shlex.quote(os.environ[k])}" for k in names]
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def summary(env_file: Path) -> int:
     from backup_dr.core.catalog import Catalog
     from backup_dr.core.durations import format_duration
     from backup_dr.core.health import load_latest_report
@@ -140,7 +185,7 @@ def summary() -> int:
     others = [n for n, c in report.get("classes", {}).items() if n != "critical_data" and c.get("status") != "healthy"]
     if others:
         _say(f"  (overall {report.get('status', '?')}: {', '.join(others)} were not backed up in this run)")
-    _say("\nRestore without Airflow, e.g.:  PYTHONPATH=plugins python -m backup_dr list --class critical_data")
+    _say(f"\nRestore without Airflow, e.g.:  {cli_hint(env_file, 'list --class critical_data')}")
     return 0 if ok else 1
 
 
@@ -156,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     _env(work)
     _say("backup-dr demo: starting local stand-ins (MongoDB wire protocol, Redis, S3, GCS, SMTP, webhooks)")
     services = start_services(work)
+    env_file = work / "cli.env"
     try:
         from airflow.utils import db
 
@@ -168,15 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             run_dag(f"backup_{name}", logical_date=now - timedelta(minutes=5), run_conf=conf)
         run_dag("ops_restore_drill", logical_date=now - timedelta(minutes=2))
         run_dag("ops_backup_health", logical_date=now - timedelta(minutes=1))
-        rc = summary()
+        write_cli_env(env_file, with_services=False)
+        rc = summary(env_file)
         mails = services["smtp"].messages
         _say(f"alerts captured by the SMTP sink: {len(mails)}" + "".join(f"\n  - {m['Subject']}" for m in mails[:5]))
         if args.keep:
-            _say("\nservices kept running; in another shell:")
-            for k, v in sorted(os.environ.items()):
-                if k.startswith(("AIRFLOW_CONN_", "BACKUP_DR_", "STORAGE_EMULATOR")):
-                    _say(f"  export {k}='{v}'")
-            _say("  PYTHONPATH=plugins .venv/bin/python -m backup_dr list\nPress Ctrl-C to stop.")
+            write_cli_env(env_file, with_services=True)
+            _say(f"\nservices kept running; {env_file} now holds their connections too. In another shell:")
+            _say(f"  {cli_hint(env_file, 'list')}\nPress Ctrl-C to stop.")
             try:
                 while True:
                     time.sleep(3600)
@@ -186,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for svc in services.values():
             (svc.cleanup if hasattr(svc, "cleanup") else svc.stop)()
+        if args.keep and env_file.exists():
+            write_cli_env(env_file, with_services=False)  # the services are gone: local store only
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class ReplicateOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("backup", "store")
     ui_color = "#e8eef8"
+    #: ``map_index_template`` for instances mapped over ``store``: the UI shows "s3", "gcs", not 0, 1
+    STORE_LABEL = "{{ task.store }}"
 
     def __init__(self, *, backup: dict | str, store: str, policy_path: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -7,6 +7,8 @@ Routes (relative to the mount point, ``/backup-dr`` by default)::
                                ``/backup-dr`` without it, and the page's links are relative
     GET /api/catalog           everything the page shows, as JSON
     GET /api/classes/{name}    one backup class
+    GET /metrics               the same data for Prometheus (text exposition format; see
+                               :mod:`backup_dr.ui.metrics`)
     GET /static/{file}         the page's CSS, JS and icon
 
 Every route requires Airflow authentication through Airflow's own dependency
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime, timezone
 from typing import Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from backup_dr.core.errors import BackupDRError
 from backup_dr.ui.cache import DEFAULT_TTL_SECONDS, TTLCache
@@ -98,6 +101,8 @@ def create_app(loader: Callable[[], CatalogInputs] | None = None, *, ttl: float 
     @app.exception_handler(CatalogUnavailable)
     async def unavailable(request: Request, exc: CatalogUnavailable):
         log.error("backup catalog unavailable: %s", exc.message)
+        if request.url.path.endswith("/metrics"):  # a scraper: up == 0 and the reason in its target page
+            return PlainTextResponse(f"# catalog unavailable: {exc.message}\n", status_code=503, headers=NO_STORE)
         if "/api/" in request.url.path:
             return JSONResponse({"detail": exc.message, "hint": exc.hint}, status_code=503, headers=NO_STORE)
         return HTMLResponse(render_error("Catalog unavailable", exc.message, exc.hint), status_code=503, headers=NO_STORE)
@@ -120,6 +125,15 @@ def create_app(loader: Callable[[], CatalogInputs] | None = None, *, ttl: float 
             known = ", ".join(c["name"] for c in data["classes"])
             raise HTTPException(404, f"no backup class {name!r} in the policy; known classes: {known}")
         return JSONResponse({**view, "cache": {"age_seconds": round(age, 1), "ttl_seconds": cache.ttl}}, headers=NO_STORE)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Same cache as the page: a scrape reads no store while the data is fresh."""
+        from backup_dr.ui.metrics import render
+
+        data, age = cache.get()
+        body = render(data, now=datetime.now(timezone.utc), cache_age=age)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE)
 
     @app.get("/static/{name}")
     def static(name: str) -> Response:

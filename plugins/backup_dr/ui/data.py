@@ -101,17 +101,17 @@ def _store_freshness(cls: BackupClass, entries: list[CatalogEntry], unreachable:
     rows = []
     for name in cls.stores:
         if name in unreachable:
-            rows.append({"store": name, "color": RED, "newest": None, "age_seconds": None,
+            rows.append({"store": name, "color": RED, "newest": None, "taken_at": None, "age_seconds": None,
                          "message": f"unreachable: {unreachable[name]}"})
             continue
         newest = newest_captured(entries, store=name)
         if newest is None:
-            rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "age_seconds": None,
-                         "message": "holds no complete backup (redundancy below policy)"})
+            rows.append({"store": name, "color": AMBER if entries else RED, "newest": None, "taken_at": None,
+                         "age_seconds": None, "message": "holds no complete backup (redundancy below policy)"})
             continue
         age = _age(newest, now)
         rows.append({"store": name, "color": age_color(age, rpo, event_driven=event_driven), "newest": newest.backup_id,
-                     "age_seconds": age, "message": None})
+                     "taken_at": iso(newest.captured_or_none()), "age_seconds": age, "message": None})
     return rows
 
 
@@ -207,6 +207,7 @@ def _class_block(inputs: CatalogInputs, cls: BackupClass, unreachable: dict[str,
         "event_driven": cls.schedule.interval is None, "objective": cls.objective.name,
         "rpo_seconds": int(cls.objective.rpo.total_seconds()), "rto_seconds": int(cls.objective.rto.total_seconds()),
         "retention": cls.retention.text, "stores": list(cls.stores), "sources": sources,
+        "health_status": (((inputs.report or {}).get("classes") or {}).get(cls.name) or {}).get("status"),
         "color": worst(*(s["color"] for s in sources)),
     }
 
@@ -230,8 +231,12 @@ def _location(spec) -> str:
     return f"{scheme}://{spec.bucket}/{spec.prefix}" if spec.prefix else f"{scheme}://{spec.bucket}"
 
 
-def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str]) -> list[dict[str, Any]]:
+def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str], now: datetime) -> list[dict[str, Any]]:
+    """One card per store. Its figures are of two ages, and the card says both: reachability is
+    as of this build (``checked_at``, when the store was listed), usage as of the health report
+    that measured it (``usage_as_of``, up to an hour older)."""
     stats = (inputs.report or {}).get("stores") or {}
+    measured = (inputs.report or {}).get("generated_at")
     rows = []
     for name, spec in inputs.policy.stores.items():
         store = inputs.stores.get(name)
@@ -241,6 +246,8 @@ def _stores_block(inputs: CatalogInputs, unreachable: dict[str, str]) -> list[di
                                "classes": [c.name for c in inputs.policy.classes.values() if name in c.stores]}
         s = stats.get(name) or {}
         row["usage"] = {k: s[k] for k in ("objects", "bytes", "free_bytes", "total_bytes") if k in s} or None
+        row["checked_at"] = iso(now)
+        row["usage_as_of"] = measured if row["usage"] else None
         rows.append(row)
     return rows
 
@@ -251,7 +258,7 @@ def build_catalog(inputs: CatalogInputs, *, now: datetime | None = None) -> dict
     unreachable = dict(inputs.store_errors)
     ordered = sorted(inputs.policy.classes.values(), key=lambda c: (c.objective.rpo, c.name))  # tightest RPO first
     classes = [_class_block(inputs, cls, unreachable, now) for cls in ordered]
-    stores = _stores_block(inputs, unreachable)
+    stores = _stores_block(inputs, unreachable, now)
     report = _report_block(inputs.report, now)
     data = {
         "generated_at": iso(now),
