@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
