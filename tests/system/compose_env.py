@@ -107,6 +107,11 @@ SAME = (
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
     "AIRFLOW__CORE__LOAD_EXAMPLES",
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+    # the fallback alert route (policy unloadable): recipients and the connection ids, which the
+    # test provisions itself (smtp/slack stand-ins), so the values carry over unchanged
+    "BACKUP_DR_FALLBACK_EMAIL_TO",
+    "BACKUP_DR_FALLBACK_SMTP_CONN_ID",
+    "BACKUP_DR_FALLBACK_SLACK_CONN_ID",
 )
 
 #: what the test adds, and why (none of these is set by the compose file)

@@ -80,5 +80,5 @@ def test_the_policy_opt_in_and_its_zone_are_validated():
     with pytest.raises(PolicyError) as e:
         parse_policy(_doc(timezone="Asia/Seol", naive_times="guess"))
     text = str(e.value)
-    assert "defaults.timezone: time zone 'Asia/Seol' is not an IANA time zone name" in text
+    assert "defaults.timezone: 'Asia/Seol' is not a time zone (use an IANA name such as 'Asia/Seoul'" in text
     assert "defaults.naive_times: 'guess' is not one of: refuse, policy_timezone" in text
