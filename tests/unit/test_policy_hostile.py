@@ -85,7 +85,7 @@ def test_a_file_larger_than_the_limit_is_refused(tmp_path):
     ("Korean saved as CP949", POLICY_TEXT.encode("cp949", errors="replace"), "is not UTF-8 text: byte 0x"),
     ("UTF-16 with a BOM", POLICY_TEXT.encode("utf-16"), "UTF-16"),
     ("a control character", POLICY_TEXT.replace("version: 1", "version: 1\x07"), "unacceptable character #x0007"),
-])
+], ids=["binary", "cp949", "utf-16", "control-char"])  # fixed ids: parallel workers must collect the same tests
 def test_binary_or_non_utf8_files_are_refused_naming_the_file(variant, data, named, tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
