@@ -100,3 +100,41 @@ def test_dry_run_prints_the_plan_and_changes_nothing(lost_site, webhook_sink):
     assert not webhook_sink.wait_for(lambda r: r["path"] == "/admin/repoint", timeout=1)
     assert not h.local.root.exists() and not any((h.root / "backup-dr-safety").rglob("*.json"))
     assert not cli.airflow_mark.exists()
+
+
+def test_a_declined_human_step_stops_the_recovery_before_the_target_is_touched(lost_site):
+    """On a terminal the human step is asked; an answer other than yes stops the run there."""
+    import pty
+    import subprocess
+    import sys
+
+    h, manifest, before, new, cli = lost_site
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "backup_dr", "dr", "run", "database_server_failure", "--json",
+                                 "--no-progress"], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=cli.full_env(), cwd=cli.tmp, text=True)
+        os.write(master, b"no\n")
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "HUMAN STEP provision_mongodb" in stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "failed" and "provision_mongodb" in report["error"]
+    assert [(s["name"], s["state"]) for s in report["steps"]] == [
+        ("detect", "done"), ("pick_backup", "done"), ("provision_mongodb", "refused")]
+    with new.client() as client:
+        assert "korea_public_data" not in client.list_database_names()
+    assert not cli.airflow_mark.exists()
+
+
+def test_bad_scenario_and_confirm_names_are_usage_errors(cli):
+    out = cli.run("dr", "run", "database_failure", input="")
+    assert out.returncode == 2 and "unknown scenario 'database_failure'" in out.stderr and "database_server_failure" in out.stderr
+    out = cli.run("dr", "run", "database_server_failure", "--confirm", "provision_mongo", input="")
+    assert out.returncode == 2 and "--confirm provision_mongo" in out.stderr and "provision_mongodb" in out.stderr
+    listed = cli.json("dr", "list")
+    names = {s["name"]: [st["name"] for st in s["steps"] if st["human"]] for s in listed["scenarios"]}
+    assert names["full_infrastructure_failure"] == ["provision_instances", "docker_environment", "change_dns"]
