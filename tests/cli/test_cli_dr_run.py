@@ -138,3 +138,53 @@ def test_bad_scenario_and_confirm_names_are_usage_errors(cli):
     listed = cli.json("dr", "list")
     names = {s["name"]: [st["name"] for st in s["steps"] if st["human"]] for s in listed["scenarios"]}
     assert names["full_infrastructure_failure"] == ["provision_instances", "docker_environment", "change_dns"]
+
+
+@pytest.mark.slow
+def test_full_infrastructure_failure_runs_end_to_end_without_airflow(fresh_history, tmp_path, webhook_sink):
+    """Database, cache and app files are all gone; `dr run full_infrastructure_failure --yes`
+    brings each back from the stores (the local one lost too) into the new servers and paths."""
+    from backup_dr.core.connections import ConnInfo
+    from backup_dr.devstack.app_files import make_app_dir
+    from backup_dr.devstack.servers import RedisServer
+
+    from cli_support import redis_fingerprint, tree
+
+    h = fresh_history()
+    app = make_app_dir(h.root / "app", git=False)
+    config, uploads = tree(app / "config"), tree(app / "uploads")
+    with MongoServer(tmp_path / "prod") as prod, prod.client() as client:
+        sample_data.seed_mongo(client, {"announcements": 500, "businesses": 400, "contents": 100, "statistics": 50})
+        manifest = h.mongo(client)
+        before = snapshot_db(client, "korea_public_data", CRITICAL)
+    with RedisServer(tmp_path / "redis", password="old-redis-secret") as old:
+        with old.client() as r:
+            sample_data.seed_redis(r, 500)
+            cache = redis_fingerprint(r)
+        h.redis(ConnInfo("redis_cache", "redis", "127.0.0.1", old.port, None, "old-redis-secret"))
+    h.files(app, source_name="app_config", key="config")
+    h.files(app, source_name="app_uploads", cls_name="operational_data", key="uploads")
+    shutil.rmtree(h.local.root)
+    shutil.rmtree(app / "config")
+    shutil.rmtree(app / "uploads")
+    with MongoServer(tmp_path / "new-mongo") as new, RedisServer(tmp_path / "new-redis", password="new-redis-secret") as new_redis:
+        cli = h.cli(mongo_dr_target=mongo_conn_json(new), redis_dr_target=json.dumps(
+            {"conn_type": "redis", "host": "127.0.0.1", "port": new_redis.port, "password": "new-redis-secret"})).with_env(
+            AIRFLOW_CONN_DR_REPOINT_WEBHOOK=os.environ["AIRFLOW_CONN_DR_REPOINT_WEBHOOK"],
+            BACKUP_DR_APP_HEALTH_URL=os.environ["BACKUP_DR_APP_HEALTH_URL"])
+        out = cli.run("dr", "run", "full_infrastructure_failure", "--yes", "--json", input="", timeout=300)
+        assert out.returncode == 0, out.stderr[-4000:]
+        report = json.loads(out.stdout)
+        assert report["outcome"] == "recovered", report
+        rows = {(r["step"], r.get("source")): r for r in report["plan"]}
+        assert rows[("restore", None)]["backup_id"] == manifest.backup_id
+        assert rows[("restore_redis", None)]["backup_id"] == h.ids["redis"]
+        assert rows[("restore_files", "app_config")]["backup_id"] == h.ids["config"]
+        assert {r["store"] for r in rows.values()} == {"s3"}
+        with new.client() as client:
+            after = snapshot_db(client, "korea_public_data", CRITICAL)
+        assert {n: after[n]["docs"] for n in CRITICAL} == {n: before[n]["docs"] for n in CRITICAL}
+        with new_redis.client() as r:
+            assert redis_fingerprint(r) == cache
+    assert tree(app / "config") == config and tree(app / "uploads") == uploads
+    assert "new-redis-secret" not in out.stdout + out.stderr and not cli.airflow_mark.exists()
