@@ -50,7 +50,7 @@ class RedisRecoverOperator(_LatestRecover):
     """Load the newest Redis backup captured at or before the incident into the scenario's Redis
     target over the network, from the first good copy."""
 
-    template_fields: Sequence[str] = ("scenario", "redis_target_conn_id", "dry_run", "incident_time")
+    template_fields: Sequence[str] = ("scenario", "target_conn_id", "redis_target_conn_id", "dry_run", "incident_time")
     core_step = services.restore_redis
 
     def __init__(self, *, redis_target_conn_id: str = "{{ params.redis_target_conn_id }}", **kwargs):
