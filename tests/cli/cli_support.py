@@ -73,10 +73,11 @@ class Cli:
         return {k: v for k, v in env.items() if v is not None}
 
     def run(self, *args: str, extra_env: dict[str, str] | None = None, importtime: bool = False,
-            timeout: float = 180) -> subprocess.CompletedProcess:
+            timeout: float = 180, input: str | None = None) -> subprocess.CompletedProcess:
+        """``input``: the command's stdin (a pipe, so not a terminal); None: inherited."""
         cmd = [sys.executable] + (["-X", "importtime"] if importtime else []) + ["-m", "backup_dr", *args]
         return subprocess.run(cmd, env=self.full_env(extra_env), capture_output=True, text=True, timeout=timeout,
-                              cwd=self.cwd or self.tmp)
+                              cwd=self.cwd or self.tmp, input=input)
 
     def json(self, *args: str, expect: int = 0, **kw) -> dict:
         out = self.run(*args, "--json", **kw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -37,6 +38,60 @@ def _backup_now(when):
     dr, states = run_dag("backup_critical_data", logical_date=when)
     assert str(dr.state) == "success", states
     return dr
+
+
+@pytest.fixture
+def writing_prod(tmp_path, monkeypatch):
+    """This test's own production server (the app writes to it during the backup), as the
+    ``mongo_korea_public_data`` connection; the session's shared server is left untouched."""
+    from backup_dr.devstack import sample_data
+
+    with MongoServer(tmp_path / "prod", oplog_max_entries=500_000) as prod:
+        monkeypatch.setenv("AIRFLOW_CONN_MONGO_KOREA_PUBLIC_DATA", json.dumps(
+            {"conn_type": "mongo", "host": "127.0.0.1", "port": prod.port, "extra": {"directConnection": True}}))
+        client = prod.client()
+        sample_data.seed_mongo(client, {"announcements": 1500, "businesses": 1000, "contents": 300, "statistics": 50})
+        yield client
+        client.close()
+
+
+def _ts(point):
+    from bson import Timestamp
+
+    return Timestamp(point["t"], point["i"])
+
+
+def _oplog_ids(client, after, until=None) -> set[tuple[str, object]]:
+    """(collection, _id) of every document of the database written after ``after`` (up to ``until``)."""
+    ts = {"$gt": after, **({"$lte": until} if until is not None else {})}
+    out = set()
+    for e in client.local["oplog.rs"].find({"ts": ts, "ns": {"$regex": r"^korea_public_data\."}}):
+        doc = e.get("o2") if e["op"] == "u" else e.get("o")
+        if isinstance(doc, dict) and "_id" in doc:
+            out.add((e["ns"].split(".", 1)[1], doc["_id"]))
+    return out
+
+
+def assert_consistent_at_end(src_client, dst_db, backup: dict) -> None:
+    """The restore of a backup taken during writes holds the state at the backup's consistent point:
+    the counts recorded for that point, and, byte for byte, every document nobody wrote after it
+    (those written later differ from the live source by design)."""
+    end = _ts(backup["consistent_point"]["end"])
+    during = _oplog_ids(src_client, _ts(backup["consistent_point"]["start"]), end)
+    later = _oplog_ids(src_client, end)
+    assert during, "no write landed during the backup: the scenario is not exercised"
+    assert later, "no write after the consistent point: the comparison would not tell it from the live data"
+    at_end = backup["consistent_point"]["counts"]
+    src_db = src_client["korea_public_data"]
+    for coll in COLLS:
+        dst = _raw_by_id(dst_db, coll)
+        assert len(dst) == at_end[coll], (coll, len(dst), at_end[coll])
+        skip = {i for c, i in later if c == coll}
+        assert {k: v for k, v in dst.items() if k not in skip} == \
+            {k: v for k, v in _raw_by_id(src_db, coll).items() if k not in skip}, coll
+        assert set(dst_db[coll].index_information()) == set(src_db[coll].index_information())
+    written = {i for c, i in during if c == "announcements"}
+    assert written & set(_raw_by_id(dst_db, "announcements")), "none of the writes during the backup was restored"
 
 
 class Writer:
@@ -88,16 +143,20 @@ def _s3_gets(s3_server, key_suffix: str, action) -> int:
     return sum(1 for r in lines if r["method"] == "GET" and r["url"].split("?")[0].endswith(key_suffix))
 
 
-def test_database_server_failure_recovers_onto_a_new_server(stack, webhook_sink, replacement_mongo, mongo_client, s3_server):
-    """The failed server took the local staging disk with it: the copy comes from S3, downloaded
-    ONCE (verified while it arrives), and the recovery time runs from that first byte."""
+def test_database_server_failure_recovers_onto_a_new_server(stack, webhook_sink, replacement_mongo, writing_prod, s3_server):
+    """The application wrote during the backup. The failed server took the local staging disk
+    with it: the copy comes from S3, downloaded ONCE (verified while it arrives), the recovery
+    time runs from that first byte, and the new server holds the backup's consistent state."""
     import shutil
 
     from tests.faults.conftest import xcom
 
     smtp, slack = stack["smtp"], stack["slack"]
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    backup = xcom(_backup_now(now - timedelta(hours=1)), "backup_mongodb")
+    with Writer(writing_prod) as writer:
+        backup = xcom(_backup_now(now - timedelta(hours=1)), "backup_mongodb")
+        time.sleep(0.5)  # and on after it: the live data moves past the backup's consistent point
+    assert writer.ops > 20, writer.ops
     bid = BackupId.parse(backup["backup_id"])
     shutil.rmtree(stack["local"] / bid.prefix)
     webhook_sink.requests.clear()
@@ -118,11 +177,8 @@ def test_database_server_failure_recovers_onto_a_new_server(stack, webhook_sink,
     assert pick["captured_at"] == end.isoformat().replace("+00:00", "Z") and pick["slot"] != pick["captured_at"]
     restored = xcom(dr, "restore")
     assert restored["store"] == "s3" and restored["fell_back_from"] == []
-    # the new server holds exactly the backed-up data, byte for byte
-    src, dst = mongo_client["korea_public_data"], replacement_mongo.client()["korea_public_data"]
-    for coll in COLLS:
-        assert _raw_by_id(dst, coll) == _raw_by_id(src, coll), coll
-        assert set(dst[coll].index_information()) == set(src[coll].index_information())
+    # the new server holds the data at the backup's consistent point, byte for byte
+    assert_consistent_at_end(writing_prod, replacement_mongo.client()["korea_public_data"], backup)
     # the app was told where its data now lives (no credentials in the payload)
     posts = webhook_sink.wait_for(lambda r: r["path"] == "/admin/repoint")
     assert posts and posts[0]["body"]["mongodb"]["port"] == replacement_mongo.port
@@ -173,19 +229,25 @@ def test_rejected_approval_stops_the_recovery(stack, webhook_sink, replacement_m
 
 
 @pytest.mark.slow
-def test_full_infrastructure_failure_restores_db_cache_and_files(stack, webhook_sink, replacement_mongo, tmp_path, mongo_client):
+def test_full_infrastructure_failure_restores_db_cache_and_files(stack, webhook_sink, replacement_mongo, tmp_path, writing_prod):
     """Everything is gone. The incident time is typed in KST without an offset: the cache comes
     back from the last snapshot captured BEFORE it (not the newer one taken after it), and since
-    that snapshot's local copy rotted, from the next store."""
+    that snapshot's local copy rotted, from the next store. The application wrote during the
+    database backup: the new server holds the backup's consistent state."""
     import shutil
-    import time
     from zoneinfo import ZoneInfo
 
     from tests.faults.conftest import xcom
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
     runs = {}
-    for dag_id in ("backup_critical_data", "backup_operational_data", "backup_configuration"):
+    with Writer(writing_prod) as writer:  # the application writes during the database backup
+        dr, states = run_dag("backup_critical_data", logical_date=now - timedelta(hours=1))
+        time.sleep(0.5)
+    assert str(dr.state) == "success", states
+    assert writer.ops > 20, writer.ops
+    runs["backup_critical_data"] = dr
+    for dag_id in ("backup_operational_data", "backup_configuration"):
         dr, states = run_dag(dag_id, logical_date=now - timedelta(hours=1))
         assert str(dr.state) == "success", (dag_id, states)
         runs[dag_id] = dr
@@ -223,8 +285,8 @@ def test_full_infrastructure_failure_restores_db_cache_and_files(stack, webhook_
     assert [s["store"] for s in cache["fell_back_from"]] == ["local"] and "does not match its manifest" in cache["fell_back_from"][0]["reason"]
     assert {p.relative_to(app): p.read_bytes() for p in (app / "config").rglob("*") if p.is_file()} == config_before
     assert any((app / "uploads").rglob("*.pdf"))
-    dst = replacement_mongo.client()["korea_public_data"]
-    assert dst.announcements.count_documents({}) == mongo_client["korea_public_data"].announcements.count_documents({})
+    assert_consistent_at_end(writing_prod, replacement_mongo.client()["korea_public_data"],
+                             xcom(runs["backup_critical_data"], "backup_mongodb"))
     report = json.loads(sorted((stack["local"] / "backup-dr-v1" / "_reports" / "dr" / "full_infrastructure_failure").glob("*.json"))[-1].read_text())
     assert report["incident_time"] == incident.isoformat() and report["incident_time_typed"]["read_as"] == "policy time zone Asia/Seoul"
     firsts = [xcom(dr, t)["first_byte_at"] for t in ("restore", "restore_redis", "restore_files")]
@@ -238,7 +300,6 @@ def test_data_corruption_rolls_back_to_the_second_before_it(stack, webhook_sink,
     the analyze_damage form (the policy reads such times in Asia/Seoul); the instant is said back
     before anything changes; the database comes back exactly as it was at that second, the
     safety backup step's dump is the only one taken, and the summary states all of it."""
-    import time
     from zoneinfo import ZoneInfo
 
     from backup_dr.devstack import sample_data

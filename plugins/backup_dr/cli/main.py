@@ -41,6 +41,7 @@ _COMMAND_MODULES = (
     "backup_dr.cli.pools_cmd",
     "backup_dr.cli.keys_cmd",
     "backup_dr.cli.decrypt_cmd",
+    "backup_dr.cli.dr_cmd",
 )
 
 _EPILOG = """\
@@ -49,6 +50,11 @@ exit codes: 0 ok, 1 the operation failed or was refused, 2 bad usage, policy or 
 credentials: stores and targets are CONNECTION IDS, resolved like Airflow does, without Airflow:
   AIRFLOW_CONN_<ID> (JSON or URI), or a JSON file {"<id>": {...}} named by $BACKUP_DR_CONNECTIONS_FILE.
   Never put a password on the command line.
+
+disaster recovery, a whole scenario of the policy (human steps asked, or --confirm STEP):
+  python -m backup_dr dr list
+  python -m backup_dr dr run database_server_failure --dry-run
+  python -m backup_dr dr run database_server_failure --confirm provision_mongodb
 
 disaster recovery of the database server, step by step:
   python -m backup_dr list --source mongodb
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with interruptible(f"`{args.command}`") if args.command == "restore" else contextlib.nullcontext():
+        with interruptible(f"`{args.command}`") if args.command in ("restore", "dr") else contextlib.nullcontext():
             return int(args.func(args) or EXIT_OK)
     except (PolicyError, ConnectionConfigError, UsageError) as e:
         return _fail(args, e, EXIT_USAGE)

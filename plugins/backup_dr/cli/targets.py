@@ -21,17 +21,23 @@ def check_mongo_conn(conn: ConnInfo) -> None:
         raise UsageError(f"connection {conn.conn_id!r} is a {conn.conn_type!r} connection; a MongoDB target needs conn_type 'mongo'")
 
 
-@contextmanager
-def mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000) -> Iterator:
-    """A connected client (pinged, so an unreachable server fails here with a clear message)."""
+def new_mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000, **options):
+    """A MongoClient for ``conn`` (not yet connected; the caller closes it). The connection's own
+    timeouts win over ``timeout_ms``; ``options`` (e.g. a probe's short timeouts) win over both."""
     import pymongo
 
     check_mongo_conn(conn)
+    given = {k.lower() for k in conn.extra}
+    defaults = {k: timeout_ms for k in ("serverSelectionTimeoutMS", "connectTimeoutMS") if k.lower() not in given}
+    return pymongo.MongoClient(mongo_uri(conn), **{**defaults, **options})
+
+
+@contextmanager
+def mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000) -> Iterator:
+    """A connected client (pinged, so an unreachable server fails here with a clear message)."""
     where = f"MongoDB connection {conn.conn_id!r} ({conn.host or '127.0.0.1'}:{conn.port or 27017})"
     with translate(where, secrets=conn.secrets):
-        given = {k.lower() for k in conn.extra}  # the connection's own timeouts win
-        defaults = {k: timeout_ms for k in ("serverSelectionTimeoutMS", "connectTimeoutMS") if k.lower() not in given}
-        client = pymongo.MongoClient(mongo_uri(conn), **defaults)
+        client = new_mongo_client(conn, timeout_ms=timeout_ms)
         try:
             client.admin.command("ping")
         except BaseException:

@@ -8,6 +8,8 @@ deadline, and the last task measures the recovery time and point and posts the s
 
 from __future__ import annotations
 
+from backup_dr.core.dr.run import database_source
+from backup_dr.core.dr.scenario import plan
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_model import Policy, Scenario, Step
 from backup_dr.core.times import POLICY_TIMEZONE, BadTimeInput, TimeRule, is_blank, parse_user_time
@@ -74,7 +76,8 @@ def _doc(policy: Policy, sc: Scenario) -> str:
         "`drop` (allow overwriting a non-empty target), `incident_time` (when the failure happened: backups captured after "
         "it are not used; default the run's start; used for the achieved RPO), `interrupted_restore` (`fail` | `rollback` | `resume`: "
         "what `safety_backup` does when an earlier restore into the target was killed half-way). Typed times are echoed back in UTC and the "
-        "policy's time zone in the approval, the pick_backup log/XCom and the summary before anything changes.\n\nWithout Airflow: `python -m backup_dr restore mongo ...` (README runbook)."
+        "policy's time zone in the approval, the pick_backup log/XCom and the summary before anything changes.\n\n"
+        f"Without Airflow: `python -m backup_dr dr run {sc.name}` (add `--dry-run` to rehearse; README break-glass section)."
     )
 
 
@@ -84,8 +87,12 @@ def build_dr_dag(policy: Policy, sc: Scenario):
     from backup_dr.operators import dr, dr_restore
     from backup_dr.operators.dr_summary import DrSummaryOperator
 
-    cls = policy.classes[sc.backup_class]
-    src = next(policy.sources[j.source] for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
+    machine = {"detect": dr.DetectOperator, "safety_backup": dr.SafetyBackupOperator, "validate": dr.ValidateRestoreOperator,
+              "repoint": dr.RepointOperator, "health_check": dr.HealthCheckOperator}
+    restores = {"restore": dr_restore.MongoRecoverOperator, "restore_redis": dr_restore.RedisRecoverOperator,
+                 "restore_files": dr_restore.FilesRecoverOperator}
+
+    src = database_source(policy, policy.classes[sc.backup_class])
     names = {s.kind: s.name for s in sc.steps if s.kind != "approval"}
     steps_map = {k: names.get(k, k) for k in ("pick_backup", "safety_backup", "restore", "restore_redis", "restore_files",
                                               "validate", "health_check")}
@@ -121,38 +128,20 @@ def build_dr_dag(policy: Policy, sc: Scenario):
         analyze = None
         if pitr_at is not None:
             analyze = next((s.name for s in reversed(sc.steps[:pitr_at]) if s.kind == "approval"), None)
-        for step in sc.steps:
-            if step.kind == "approval":
+        for planned in plan(policy, sc, target="{{ params.target_conn_id }}"):
+            step = planned.step
+            if planned.human:  # approvals, and a repoint with no webhook configured
                 extra = {}
                 if step.name == analyze:
                     extra["params"] = {"point_in_time": Param("", type="string", description=f"restore to this time ({time_help(policy)})")}
                 task = _approval(sc, step, _body(sc, step), **extra)
-            elif step.kind == "detect":
-                task = dr.DetectOperator(task_id=step.name, **common)
             elif step.kind == "pick_backup":
                 task = dr.PickBackupOperator(task_id=step.name, pitr_from_task=analyze if step.point_in_time else None, **common)
-            elif step.kind == "safety_backup":
-                task = dr.SafetyBackupOperator(task_id=step.name, **common)
-            elif step.kind == "restore":
-                task = dr_restore.MongoRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
-            elif step.kind == "restore_redis":
-                task = dr_restore.RedisRecoverOperator(task_id=step.name, execution_timeout=sc.rto, **common)
-            elif step.kind == "restore_files":
-                task = dr_restore.FilesRecoverOperator(task_id=step.name, sources=list(step.sources), execution_timeout=sc.rto, **common)
-            elif step.kind == "validate":
-                task = dr.ValidateRestoreOperator(task_id=step.name, **common)
-            elif step.kind == "repoint":
-                if policy.ops.repoint_webhook_conn_id:
-                    task = dr.RepointOperator(task_id=step.name, **common)
-                else:
-                    manual = Step("approval", step.name, step.title, "Point the application at the restored database "
-                                  "(connection `{{ params.target_conn_id }}`) and restart it. No repoint webhook is "
-                                  "configured (ops.repoint_webhook_conn_id), so this is a human step.")
-                    task = _approval(sc, manual, _body(sc, manual))
-            elif step.kind == "health_check":
-                task = dr.HealthCheckOperator(task_id=step.name, **common)
-            else:  # the policy validator only admits known kinds
-                raise ValueError(f"unknown DR step kind {step.kind!r}")
+            elif step.kind in restores:
+                extra = {"sources": list(step.sources)} if step.kind == "restore_files" else {}
+                task = restores[step.kind](task_id=step.name, execution_timeout=sc.rto, **extra, **common)
+            else:
+                task = machine[step.kind](task_id=step.name, **common)
             task.doc_md = task.doc_md or f"Step: {step.title}"
             if tasks:
                 tasks[-1] >> task
