@@ -93,7 +93,7 @@ class DegradedHealthOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.health_fallback import degraded_report
         from backup_dr.core.policy_fallback import fallback_stores
-        from backup_dr.operators._common import open_store
+        from backup_dr.hooks import open_store
 
         error, path, origin = current_policy_error()
         if error is None:

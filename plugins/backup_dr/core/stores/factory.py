@@ -1,8 +1,10 @@
 """Build a :class:`Store` from a policy ``StoreSpec`` (or a URL), failing loudly on anything unknown.
 
-Airflow operators pass the client their provider hook built (``client=S3Hook(...).get_conn()``)
-or a :class:`ConnInfo` made from the Airflow connection; the break-glass CLI passes nothing
-and the connection is read from ``AIRFLOW_CONN_<ID>`` like Airflow would.
+This is the one builder of store clients. The Airflow layer (:class:`backup_dr.hooks.BackupStoreHook`)
+passes a :class:`ConnInfo` made from the Airflow connection; the break-glass CLI passes one read
+from ``AIRFLOW_CONN_<ID>`` (or nothing: then it is read here) — so an S3 connection with keys,
+``endpoint_url`` or ``role_arn`` behaves the same in both. ``client=`` is for tests that need
+a specially configured client.
 """
 
 from __future__ import annotations
