@@ -11,4 +11,4 @@ The hooks are importable only with Airflow present; the core and CLI never impor
 """
 
 from backup_dr.hooks.source import SourceHook, conn_info, mongo_client  # noqa: F401
-from backup_dr.hooks.store import BackupStoreHook, local_store, open_store  # noqa: F401
+from backup_dr.hooks.store import BackupStoreHook, local_store, open_available, open_store  # noqa: F401

@@ -13,15 +13,19 @@ connection as the provider's AwsBaseHook does (keys, region, ``endpoint_url``,
 from __future__ import annotations
 
 import dataclasses
+import logging
 from functools import cached_property
-from typing import Any
+from typing import Any, Mapping
 
 from airflow.sdk import BaseHook
 
+from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import Policy, StoreSpec
 from backup_dr.core.stores.base import Store
 from backup_dr.core.stores.local import LocalStore
 from backup_dr.hooks.source import conn_info
+
+log = logging.getLogger(__name__)
 
 
 class BackupStoreHook(BaseHook):
@@ -88,8 +92,6 @@ class BackupStoreHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Provider-style check: list one key under the store's prefix (reads only)."""
-        from backup_dr.core.errors import BackupDRError
-
         try:
             next(iter(self.get_conn().list()), None)
         except BackupDRError as e:
@@ -129,3 +131,19 @@ def local_store(policy: Policy, class_name: str | None = None) -> LocalStore:
     store = BackupStoreHook(names[0], policy=policy).get_conn()
     assert isinstance(store, LocalStore), f"store {names[0]} is not local"
     return store
+
+
+def open_available(specs: Mapping[str, StoreSpec], *, local_first: bool = False) -> tuple[dict[str, Store], dict[str, str]]:
+    """Every store that opens, and why each other one did not (``{name: message}``): a restore can
+    use any good copy and a health report lists an unreachable store as a finding, so one broken
+    connection must not stop either. ``local_first``: local stores come first (restore preference)."""
+    items = sorted(specs.items(), key=lambda kv: kv[1].type != "local") if local_first else list(specs.items())
+    stores: dict[str, Store] = {}
+    unavailable: dict[str, str] = {}
+    for name, spec in items:
+        try:
+            stores[name] = open_store(spec)
+        except BackupDRError as e:
+            unavailable[name] = e.message
+            log.warning("store %s cannot be opened, going on without it: %s", name, e.message)
+    return stores, unavailable

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from backup_dr.hooks import SourceHook, local_store, open_store
+from backup_dr.hooks import SourceHook, local_store, open_available, open_store
 from backup_dr.operators._common import get_policy, run_after, translate_errors
 from backup_dr.operators.stores import ReplicateOperator
 
@@ -155,16 +155,9 @@ class PointInTimeRestoreOperator(BaseOperator):
     def _open_stores(self, policy) -> dict[str, Any]:
         """Every store that opens (local first): a restore uses any good copy, so one store whose
         connection is missing or broken must not stop it (the catalog reports what it skipped)."""
-        from airflow.sdk.exceptions import AirflowException
+        from backup_dr.core.errors import ConnectionConfigError
 
-        from backup_dr.core.errors import BackupDRError, ConnectionConfigError
-
-        stores: dict[str, Any] = {}
-        for name, spec in sorted(policy.stores.items(), key=lambda kv: kv[1].type != "local"):
-            try:
-                stores[name] = open_store(spec)
-            except (BackupDRError, AirflowException) as e:
-                self.log.warning("store %s cannot be opened, restoring without it: %s", name, e)
+        stores, _ = open_available(policy.stores, local_first=True)
         if not stores:
             raise ConnectionConfigError("no backup store could be opened", hint="check the store connections of the policy")
         return stores
