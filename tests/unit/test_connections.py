@@ -1,10 +1,13 @@
-"""The core reads a ``mongo`` connection as MongoHook does, so the CLI and the operators reach the same server."""
+"""The core reads connections as the provider hooks do: the CLI and the operators share these builders."""
 
 from __future__ import annotations
 
+import pytest
 from pymongo.uri_parser import parse_uri
 
 from backup_dr.core.connections import ConnInfo, mongo_uri
+from backup_dr.core.errors import ConnectionConfigError
+from backup_dr.core.stores.gcs import client_from_conn
 
 
 def _options(**extra) -> dict:
@@ -20,3 +23,10 @@ def test_allow_insecure_with_tls_accepts_an_invalid_certificate_like_mongohook()
 def test_allow_insecure_without_tls_changes_nothing():
     assert "tlsAllowInvalidCertificates" not in _options(allow_insecure="true")["options"]
     assert "tlsAllowInvalidCertificates" not in _options(tls=True)["options"]
+
+
+def test_gcs_credentials_the_shared_client_cannot_read_are_refused_by_name():
+    for extra in ({"impersonation_chain": "sa@p.iam.gserviceaccount.com"}, {"key_secret_name": "backup-key"},
+                  {"extra__google_cloud_platform__credential_config_file": "/etc/wif.json"}):
+        with pytest.raises(ConnectionConfigError, match="which backup_dr's GCS client"):
+            client_from_conn(ConnInfo("backup_gcs", "google_cloud_platform", extra={**extra, "is_anonymous": True}))
