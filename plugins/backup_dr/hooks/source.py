@@ -82,6 +82,7 @@ class SourceHook(BaseHook):
         ``readPreference``, timeouts) are added to the connection's extras. Close it (``with``)."""
         from airflow.providers.mongo.hooks.mongo import MongoHook
 
+        self.info  # noqa: B018 - an undefined connection is our ConnectionConfigError, naming the fix
         hook = MongoHook(mongo_conn_id=self.source_conn_id)
         hook.extras.update(options)
         return hook.get_conn()
