@@ -141,6 +141,47 @@ def gcs_bucket(gcs_server, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def s3_role(tmp_path_factory):
+    """An S3 reachable only through an assumed role: moto enforcing IAM after its setup calls.
+
+    The connection's own key may call ``sts:AssumeRole`` and nothing else; the role
+    ``backup-writer`` may use S3. So an S3 request succeeds only if it was signed with the
+    role's temporary credentials. Yields a dict: ``server``, ``bucket``, ``role_arn``,
+    ``key_id``, ``secret`` and ``conn`` (the ``aws`` connection fields, role included)."""
+    import boto3
+
+    class AuthMoto(MotoServer):
+        name = "moto-role"
+
+        def env(self):
+            return {**super().env(), "INITIAL_NO_AUTH_ACTION_COUNT": "6"}  # the six setup calls below
+
+    def doc(statement: dict) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    with AuthMoto(tmp_path_factory.mktemp("moto-role")) as server:
+        kw = {"endpoint_url": server.endpoint_url, "region_name": "us-east-1", "aws_access_key_id": "setup",
+              "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="backup-caller")
+        iam.put_user_policy(UserName="backup-caller", PolicyName="assume-only",
+                            PolicyDocument=doc({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}))
+        key = iam.create_access_key(UserName="backup-caller")["AccessKey"]
+        role_arn = iam.create_role(RoleName="backup-writer", AssumeRolePolicyDocument=doc(
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}))["Role"]["Arn"]
+        iam.put_role_policy(RoleName="backup-writer", PolicyName="s3",
+                            PolicyDocument=doc({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}))
+        bucket = f"role-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", **kw).create_bucket(Bucket=bucket)
+        conn = {"conn_type": "aws", "login": key["AccessKeyId"], "password": key["SecretAccessKey"],
+                "extra": {"endpoint_url": server.endpoint_url, "region_name": "us-east-1", "role_arn": role_arn,
+                          "assume_role_kwargs": {"RoleSessionName": "backup-dr-test", "ExternalId": "korea-public-data"},
+                          "service_config": {"sts": {"endpoint_url": server.endpoint_url}}}}
+        yield {"server": server, "bucket": bucket, "role_arn": role_arn, "key_id": key["AccessKeyId"],
+               "secret": key["SecretAccessKey"], "conn": conn}
+
+
+@pytest.fixture(scope="session")
 def smtp_sink():
     sink = SmtpSink().start()
     set_connection("smtp_backup_alerts", conn_type="smtp", host="127.0.0.1", port=sink.port,

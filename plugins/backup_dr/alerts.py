@@ -99,10 +99,9 @@ def _route_failure(conn_id: str, e: Exception) -> str:
 
     secrets: list[str] = []
     try:
-        from airflow.sdk import BaseHook
+        from backup_dr.hooks import conn_info
 
-        c = BaseHook.get_connection(conn_id)
-        secrets = [s for s in (c.password, (c.extra_dejson or {}).get("webhook_token")) if s]
+        secrets = conn_info(conn_id).secrets
     except Exception:  # noqa: BLE001 - an undefined connection has no secret to hide
         pass
     return redact(f"{type(e).__name__}: {e}", secrets)[:500]

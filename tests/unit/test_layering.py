@@ -38,3 +38,20 @@ def test_cli_help_runs_with_airflow_unimportable():
                              env={"PYTHONPATH": str(PKG.parent), "PATH": "/usr/bin:/bin"})
         assert out.returncode == 0, out.stderr
     assert "restore" in out.stdout or "policy OK" in out.stdout
+
+
+def test_only_the_hooks_resolve_connections_in_the_airflow_layer():
+    """Operators, DAG factories, UI and alerts get clients from :mod:`backup_dr.hooks`; none reads
+    an Airflow connection or builds a provider hook itself (one S3/GCS client path, the CLI's)."""
+    patterns = ("get_connection(", "S3Hook", "GCSHook", "MongoHook", "RedisHook", "AwsBaseHook", "boto3.client(",
+                "boto3.session", "storage.Client(")
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] in ("hooks", "core", "cli", "devstack"):  # core and cli never import Airflow (above)
+            continue
+        text = path.read_text(encoding="utf-8")
+        offenders += [f"{rel}: {p}" for p in patterns if p in text]
+    assert not offenders, offenders
+    hook_src = "\n".join(p.read_text(encoding="utf-8") for p in (PKG / "hooks").glob("*.py"))
+    assert "S3Hook(" not in hook_src and "GCSHook(" not in hook_src  # the stores use the core builders, as the CLI does

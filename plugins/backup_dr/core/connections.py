@@ -40,7 +40,7 @@ class ConnInfo:
     def secrets(self) -> list[str]:
         """Values that must never appear in logs or messages."""
         out = [self.password] if self.password else []
-        for key in ("aws_secret_access_key", "keyfile_dict", "webhook_token", "key", "token"):
+        for key in ("aws_secret_access_key", "aws_session_token", "keyfile_dict", "webhook_token", "key", "token"):
             v = self.extra.get(key)
             if isinstance(v, str) and v:
                 out.append(v)
@@ -129,6 +129,9 @@ def mongo_uri(conn: ConnInfo) -> str:
     host = conn.host or "127.0.0.1"
     hostport = host if (conn.port is None or "," in host or scheme.endswith("srv")) else f"{host}:{conn.port}"
     opts = {k: v for k, v in conn.extra.items() if k not in ("srv", "allow_insecure")}
+    tls = any(str(conn.extra.get(k, "false")).lower() == "true" for k in ("tls", "ssl"))
+    if tls and str(conn.extra.get("allow_insecure", "false")).lower() == "true":
+        opts["tlsAllowInvalidCertificates"] = True  # as MongoHook: the operators and the CLI accept the same server
     query = "&".join(f"{k}={quote(str(v).lower() if isinstance(v, bool) else str(v), safe='')}" for k, v in opts.items())
     return f"{scheme}://{cred}{hostport}/{conn.schema or ''}" + (f"?{query}" if query else "")
 

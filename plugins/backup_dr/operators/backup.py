@@ -17,7 +17,8 @@ from backup_dr.core.artifacts.layout import BackupId, kind_for
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.crypto.keys import encryption_for_class
 from backup_dr.core.policy_model import BackupClass, Job, Policy
-from backup_dr.operators._common import conn_info, get_policy, local_store, manifest_summary, mongo_client, run_after, translate_errors
+from backup_dr.hooks import SourceHook, local_store
+from backup_dr.operators._common import get_policy, manifest_summary, run_after, translate_errors
 
 
 class _BackupOperator(BaseOperator):
@@ -79,15 +80,11 @@ class MongoDumpOperator(_BackupOperator):
     def run(self, policy, cls, src, writer, context):
         from backup_dr.core.mongo.backup import backup_mongodb
 
-        conn_id = self.mongo_conn_id or src.conn_id
-        secrets = conn_info(conn_id).secrets
+        hook = SourceHook(self.mongo_conn_id or src.conn_id)
         job = Job(source=src.name, collections=tuple(self.collections or ()), metadata_only=self.metadata_only)
-        with translate_errors(*secrets, conn_id=conn_id):
-            client = mongo_client(conn_id, readPreference=src.read_preference)
-            try:
-                return backup_mongodb(client, src, job, writer, secrets=secrets)
-            finally:
-                client.close()
+        with translate_errors(*hook.secrets, conn_id=hook.source_conn_id):
+            with hook.mongo_client(readPreference=src.read_preference) as client:
+                return backup_mongodb(client, src, job, writer, secrets=hook.secrets)
 
 
 class RDBSnapshotOperator(_BackupOperator):
@@ -106,7 +103,7 @@ class RDBSnapshotOperator(_BackupOperator):
     def run(self, policy, cls, src, writer, context):
         from backup_dr.core.redis.backup import backup_redis
 
-        conn = conn_info(self.redis_conn_id or src.conn_id)
+        conn = SourceHook(self.redis_conn_id or src.conn_id).info
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else 3600.0
         with translate_errors(*conn.secrets):
             return backup_redis(conn, src, writer, timeout=timeout)

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from backup_dr.operators._common import conn_info, get_policy, local_store, mongo_client, open_store, run_after, translate_errors
+from backup_dr.hooks import SourceHook, local_store, open_available, open_store
+from backup_dr.operators._common import get_policy, run_after, translate_errors
 from backup_dr.operators.stores import ReplicateOperator
 
 
@@ -51,17 +52,13 @@ class OplogArchiveOperator(BaseOperator):
             spec = pitr_spec(policy, self.source)
         src = policy.sources[spec.source]
         cls = policy.classes[spec.backup_class]
-        conn_id = self.mongo_conn_id or src.conn_id
-        secrets = conn_info(conn_id).secrets
-        with translate_errors(*secrets, conn_id=conn_id):
+        hook = SourceHook(self.mongo_conn_id or src.conn_id)
+        with translate_errors(*hook.secrets, conn_id=hook.source_conn_id):
             local = local_store(policy, cls.name)
             names = dict.fromkeys([*spec.stores, cls.stores[0]])
             stores = {n: open_store(policy.stores[n]) for n in names if n != local.name}
-            client = mongo_client(conn_id, readPreference=src.read_preference)
-            try:
-                result = archive_slice(client, policy, spec.source, local, stores, run_after(context), secrets=secrets)
-            finally:
-                client.close()
+            with hook.mongo_client(readPreference=src.read_preference) as client:
+                result = archive_slice(client, policy, spec.source, local, stores, run_after(context), secrets=hook.secrets)
         if result.gap:
             self.log.error("PITR GAP for %s/%s: %s", cls.name, spec.source, result.message or "; ".join(g["reason"] for g in result.gaps))
         else:
@@ -158,16 +155,9 @@ class PointInTimeRestoreOperator(BaseOperator):
     def _open_stores(self, policy) -> dict[str, Any]:
         """Every store that opens (local first): a restore uses any good copy, so one store whose
         connection is missing or broken must not stop it (the catalog reports what it skipped)."""
-        from airflow.sdk.exceptions import AirflowException
+        from backup_dr.core.errors import ConnectionConfigError
 
-        from backup_dr.core.errors import BackupDRError, ConnectionConfigError
-
-        stores: dict[str, Any] = {}
-        for name, spec in sorted(policy.stores.items(), key=lambda kv: kv[1].type != "local"):
-            try:
-                stores[name] = open_store(spec)
-            except (BackupDRError, AirflowException) as e:
-                self.log.warning("store %s cannot be opened, restoring without it: %s", name, e)
+        stores, _ = open_available(policy.stores, local_first=True)
         if not stores:
             raise ConnectionConfigError("no backup store could be opened", hint="check the store connections of the policy")
         return stores
@@ -177,23 +167,19 @@ class PointInTimeRestoreOperator(BaseOperator):
         from backup_dr.core.times import TimeRule, parse_user_time
 
         policy = get_policy(self.policy_path)
-        conn = conn_info(self.target_conn_id)
-        with translate_errors(*conn.secrets):
+        hook = SourceHook(self.target_conn_id)
+        with translate_errors(*hook.secrets):
             typed = parse_user_time(self.at, TimeRule.of(policy), what="at", allow_timestamp=True) if isinstance(self.at, str) else None
             at = typed.at if typed else self.at
             if typed:
                 self.log.info("restore time %s", typed.echo())
             stores = self._open_stores(policy)
             safety = local_store(policy).root
-            client = mongo_client(self.target_conn_id)
-            try:
-                with tempfile.TemporaryDirectory(prefix="backup-dr-pitr-") as workdir:
-                    result = restore_to_time(client, stores, policy, self.source, at, target_db=self.target_db or None,
-                                             collections=list(self.collections) if self.collections else None,
-                                             drop=_truthy(self.drop), workdir=workdir, safety_dir=safety, secrets=conn.secrets,
-                                             backup_class=self.backup_class or None)
-            finally:
-                client.close()
+            with hook.mongo_client() as client, tempfile.TemporaryDirectory(prefix="backup-dr-pitr-") as workdir:
+                result = restore_to_time(client, stores, policy, self.source, at, target_db=self.target_db or None,
+                                         collections=list(self.collections) if self.collections else None,
+                                         drop=_truthy(self.drop), workdir=workdir, safety_dir=safety, secrets=hook.secrets,
+                                         backup_class=self.backup_class or None)
         out = {**result.as_dict(), **({"typed_time": typed.as_dict()} if typed else {})}
         self.log.info("restored %s/%s into %s to %s: base %s + %d slice(s), %d entries replayed", result.backup_class,
                       result.source, result.target_db, result.requested, result.base_backup, len(result.slices),

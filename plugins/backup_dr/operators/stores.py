@@ -14,7 +14,8 @@ from airflow.sdk import BaseOperator, Context
 
 from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.reader import load_manifest
-from backup_dr.operators._common import get_policy, local_store, open_store, translate_errors
+from backup_dr.hooks import local_store, open_store
+from backup_dr.operators._common import get_policy, translate_errors
 
 
 class ReplicateOperator(BaseOperator):

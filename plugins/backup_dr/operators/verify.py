@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.drill import run_drill
-from backup_dr.core.errors import BackupDRError
+from backup_dr.hooks import open_available
 from backup_dr.operators._common import get_policy, local_store, mongo_client, open_store, translate_errors
 from backup_dr.operators.dr import typed_time
 
@@ -106,13 +106,7 @@ class BackupHealthOperator(BaseOperator):
         from backup_dr.core.health import check_health, prune_reports, save_report
 
         policy = get_policy(self.policy_path)
-        stores, unavailable = {}, {}
-        for name, spec in policy.stores.items():
-            try:
-                stores[name] = open_store(spec)
-            except BackupDRError as e:  # a finding in the report (critical for its classes), not a silent skip
-                self.log.error("store %s cannot be opened: %s", name, e)
-                unavailable[name] = e.message
+        stores, unavailable = open_available(policy.stores)  # an unopened store is a finding (critical for its classes)
         with translate_errors():
             as_of = typed_time(policy, self.as_of, "as_of")
         if as_of is not None:

@@ -93,19 +93,14 @@ class DegradedHealthOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from backup_dr.core.health_fallback import degraded_report
         from backup_dr.core.policy_fallback import fallback_stores
-        from backup_dr.operators._common import open_store
+        from backup_dr.hooks import open_available
 
         error, path, origin = current_policy_error()
         if error is None:
             self.log.info("the policy file %s loads again: the full health check comes back at the next parse", path)
             return {"status": "unknown", "reasons": ["the policy loads again; the full check runs from the next parse"]}
         specs, problems = fallback_stores()
-        stores, unavailable = {}, {}
-        for name, spec in specs.items():
-            try:
-                stores[name] = open_store(spec)
-            except BackupDRError as e:
-                unavailable[name] = e.message
+        stores, unavailable = open_available(specs)
         report = degraded_report(stores, unavailable, problems, error.message.splitlines()[0])
         delivery = _alert("critical", "backup health is UNKNOWN: the policy file cannot be loaded", report["reasons"][:30], context)
         self.log.error("degraded health check (%s):\n  %s", delivery, "\n  ".join(report["reasons"]))

@@ -1,8 +1,10 @@
 """Build a :class:`Store` from a policy ``StoreSpec`` (or a URL), failing loudly on anything unknown.
 
-Airflow operators pass the client their provider hook built (``client=S3Hook(...).get_conn()``)
-or a :class:`ConnInfo` made from the Airflow connection; the break-glass CLI passes nothing
-and the connection is read from ``AIRFLOW_CONN_<ID>`` like Airflow would.
+This is the one builder of store clients. The Airflow layer (:class:`backup_dr.hooks.BackupStoreHook`)
+passes a :class:`ConnInfo` made from the Airflow connection; the break-glass CLI passes one read
+from ``AIRFLOW_CONN_<ID>`` (or nothing: then it is read here) — so an S3 connection with keys,
+``endpoint_url`` or ``role_arn`` behaves the same in both (tests needing a specially configured
+client construct ``S3Store`` / ``GCSStore`` directly).
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from backup_dr.core.stores.local import LocalStore
 STORE_TYPES = ("local", "s3", "gcs")
 
 
-def open_store(spec: StoreSpec, conn: ConnInfo | None = None, *, client=None) -> Store:
-    """The store a policy entry describes.
+def open_store(spec: StoreSpec, conn: ConnInfo | None = None) -> Store:
+    """The store a policy entry describes, its client built from ``conn`` (the one way, CLI and hooks).
 
-    :param conn: the store's connection; read from the environment when omitted (and no client).
-    :param client: a ready boto3 S3 client / ``google.cloud.storage.Client`` (takes precedence).
+    :param conn: the store's connection; read from the environment (``AIRFLOW_CONN_<ID>``) when omitted.
     """
     if spec.type == "local":
         if not spec.path:
@@ -33,22 +34,19 @@ def open_store(spec: StoreSpec, conn: ConnInfo | None = None, *, client=None) ->
         raise PolicyError([(f"stores.{spec.name}.type", f"unknown store type {spec.type!r}; known: {', '.join(STORE_TYPES)}")])
     if not spec.bucket:
         raise PolicyError([(f"stores.{spec.name}.bucket", f"an {spec.type} store needs a bucket")])
-    if client is None:
-        if conn is None:
-            if not spec.conn_id:
-                raise ConnectionConfigError(f"store {spec.name!r} names no conn_id", hint=f"set stores.{spec.name}.conn_id in the policy")
-            conn = conn_from_env(spec.conn_id)
-    conn_id = conn.conn_id if conn else spec.conn_id
-    secrets = conn.secrets if conn else None
+    if conn is None:
+        if not spec.conn_id:
+            raise ConnectionConfigError(f"store {spec.name!r} names no conn_id", hint=f"set stores.{spec.name}.conn_id in the policy")
+        conn = conn_from_env(spec.conn_id)
     if spec.type == "s3":
         from backup_dr.core.stores import s3
 
-        return s3.S3Store(client or s3.client_from_conn(conn), spec.bucket, prefix=spec.prefix, name=spec.name,
-                          conn_id=conn_id, object_lock=spec.object_lock, secrets=secrets)
+        return s3.S3Store(s3.client_from_conn(conn), spec.bucket, prefix=spec.prefix, name=spec.name,
+                          conn_id=conn.conn_id, object_lock=spec.object_lock, secrets=conn.secrets)
     from backup_dr.core.stores import gcs
 
-    return gcs.GCSStore(client or gcs.client_from_conn(conn), spec.bucket, prefix=spec.prefix, name=spec.name,
-                        conn_id=conn_id, secrets=secrets, retry_deadline=(conn.extra or {}).get("retry_deadline") if conn else None)
+    return gcs.GCSStore(gcs.client_from_conn(conn), spec.bucket, prefix=spec.prefix, name=spec.name,
+                        conn_id=conn.conn_id, secrets=conn.secrets, retry_deadline=(conn.extra or {}).get("retry_deadline"))
 
 
 def open_stores(specs: Iterable[StoreSpec], resolve: Callable[[str], ConnInfo] = conn_from_env) -> dict[str, Store]:

@@ -217,7 +217,8 @@ def _truthy(value) -> bool:
 
 
 def client_from_conn(conn: ConnInfo):
-    """A ``google.cloud.storage.Client`` from a ``google_cloud_platform`` connection, as GCSHook reads it.
+    """A ``google.cloud.storage.Client`` from a ``google_cloud_platform`` connection, as GCSHook reads it:
+    the one GCS client path of the CLI and the operators (:class:`backup_dr.hooks.BackupStoreHook`).
 
     Extra (with or without the legacy ``extra__google_cloud_platform__`` prefix):
     ``is_anonymous`` + ``project`` (the emulator), ``keyfile_dict`` (JSON), ``key_path``,
@@ -232,6 +233,11 @@ def client_from_conn(conn: ConnInfo):
     def get(name):
         return extra.get(name) if extra.get(name) not in (None, "") else extra.get(f"extra__google_cloud_platform__{name}")
 
+    unsupported = [k for k in ("credential_config_file", "key_secret_name", "impersonation_chain") if get(k)]
+    if unsupported:  # GCSHook reads these; ignoring them would silently use other credentials
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} uses {', '.join(unsupported)}, which backup_dr's GCS client "
+                                    "(shared by the CLI and the operators) does not read",
+                                    hint="give the connection keyfile_dict or key_path of the service account to use")
     project = get("project") or get("project_id")
     scopes = ["https://www.googleapis.com/auth/devstorage.read_write"]
     where = f"connection {conn.conn_id!r}"

@@ -338,39 +338,27 @@ def _is_locked(head: dict) -> bool:
 
 
 def client_from_conn(conn: ConnInfo):
-    """A boto3 S3 client from an ``aws`` connection, read as Airflow's S3Hook reads it.
+    """A boto3 S3 client from an ``aws`` connection: the one S3 client path of CLI and operators.
 
-    login/password = access key id / secret; extra ``endpoint_url``, ``region_name``,
-    ``aws_session_token``, ``verify``, ``config_kwargs`` and
-    ``service_config.s3.addressing_style`` / ``endpoint_url``.
+    Credentials, region and ``role_arn`` (STS AssumeRole) come from
+    :func:`backup_dr.core.stores.aws.session_from_conn`, read as the provider's S3Hook reads
+    the connection; here the S3 side: ``endpoint_url`` / ``service_config.s3.endpoint_url``,
+    ``service_config.s3.addressing_style``, ``verify`` and ``config_kwargs``.
     """
-    import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
-    if conn.conn_type not in ("aws", "s3", ""):
-        raise ConnectionConfigError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}; an S3 store needs an 'aws' connection")
+    from backup_dr.core.stores.aws import service_endpoint, session_from_conn
+
+    session = session_from_conn(conn)
     extra = conn.extra or {}
-    if extra.get("role_arn"):
-        raise ConnectionConfigError(
-            f"connection {conn.conn_id!r} asks for role assumption (role_arn), which the core client does not do",
-            hint="give the connection an access key, or let the Airflow operator pass an S3Hook client (client=...)",
-        )
-    key_id = conn.login or extra.get("aws_access_key_id")
-    secret = conn.password or extra.get("aws_secret_access_key")
-    if bool(key_id) != bool(secret):
-        raise ConnectionConfigError(f"connection {conn.conn_id!r} has {'an access key id but no secret' if key_id else 'a secret but no access key id'}",
-                                    hint="set login = access key id and password = secret access key")
     s3_cfg = (extra.get("service_config") or {}).get("s3") or {}
     base = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=120, max_pool_connections=16,
                   s3={"addressing_style": s3_cfg["addressing_style"]} if s3_cfg.get("addressing_style") else None)
-    if extra.get("config_kwargs"):
-        base = base.merge(Config(**extra["config_kwargs"]))
     try:
-        session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
-                                        aws_session_token=extra.get("aws_session_token"), region_name=extra.get("region_name"))
-        return session.client("s3", endpoint_url=s3_cfg.get("endpoint_url") or extra.get("endpoint_url"), config=base,
-                              verify=extra.get("verify"))
+        if extra.get("config_kwargs"):
+            base = base.merge(Config(**extra["config_kwargs"]))
+        return session.client("s3", endpoint_url=service_endpoint(conn, "s3"), config=base, verify=extra.get("verify"))
     except (BotoCoreError, ValueError, TypeError) as e:
         raise ConnectionConfigError(f"connection {conn.conn_id!r} cannot build an S3 client ({type(e).__name__})",
-                                    detail=redact(str(e), conn.secrets)) from e
+                                    detail=redact(str(e), conn.secrets)) from None
