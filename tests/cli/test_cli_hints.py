@@ -67,9 +67,15 @@ def test_the_rollback_failed_hint_names_the_cli_command_and_it_works(cli, histor
         client.close()
 
 
-def test_the_redis_replace_hint_names_a_flag_that_exists(cli, history, tmp_path):
+def test_the_redis_replace_hint_names_a_flag_that_exists(fresh_history, cli_redis, tmp_path):
+    """On a history of its own: the replace writes a safety backup, which other tests listing the
+    shared history's Redis backups must not see."""
+    from backup_dr.core.connections import ConnInfo
     from backup_dr.devstack.servers import RedisServer
 
+    history = fresh_history()
+    history.redis(ConnInfo("redis_cache", "redis", "127.0.0.1", cli_redis.port, None, cli_redis.password))
+    cli = history.cli()
     with RedisServer(tmp_path / "target", password="hint-secret") as server:
         server.client().set("already", "here")
         target_cli = cli.with_env(AIRFLOW_CONN_REDIS_TARGET=json.dumps(
