@@ -174,7 +174,7 @@ def test_database_server_failure_recovers_onto_a_new_server(stack, webhook_sink,
     pick = xcom(dr, "pick_backup")
     assert pick["backup_id"] == str(bid) and pick["order"] == ["s3", "gcs"] and "rehearsal" not in pick
     end = datetime.fromtimestamp(backup["consistent_point"]["end"]["t"], timezone.utc)
-    assert pick["captured_at"] == end.isoformat().replace("+00:00", "Z") and pick["slot"] != pick["captured_at"]
+    assert pick["captured_at"] == end.isoformat().replace("+00:00", "Z") and pick["slot"] <= pick["captured_at"]  # the same second when the dump is quick
     restored = xcom(dr, "restore")
     assert restored["store"] == "s3" and restored["fell_back_from"] == []
     # the new server holds the data at the backup's consistent point, byte for byte
