@@ -16,6 +16,7 @@ from backup_dr.cli.drill import run_drill, scratch_conn_id
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.catalog import Catalog
+from backup_dr.core.engines import engine_for
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.verify import record_verification, verify_copy
 
@@ -70,8 +71,8 @@ def run(args) -> int:
     conn_id = None
     stores = open_policy_stores(policy, args.store)
     entry = find_backup(Catalog(stores.opened), args.backup_id)
-    if args.scratch and entry.bid.source in policy.sources and policy.sources[entry.bid.source].type == "mongodb":
-        conn_id = scratch_conn_id(policy, args.scratch_conn)  # checked before any long work
+    if args.scratch and entry.bid.source in policy.sources:
+        conn_id = scratch_conn_id(policy, engine_for(policy.sources[entry.bid.source]), args.scratch_conn)  # before any long work
     check = list(args.store) if args.store else [n for n in stores.opened if n in entry.copies]
     results: dict[str, dict[str, Any]] = {}
     manifests = {}

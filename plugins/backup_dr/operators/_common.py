@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.connections import ConnInfo, redact
 from backup_dr.core.crypto.keys import set_connection_resolver
+from backup_dr.core.engines import Connector
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, TransientError
 from backup_dr.core.policy import default_policy_path, load_policy
 from backup_dr.core.policy_model import Policy, StoreSpec
@@ -120,6 +121,10 @@ def mongo_client(conn_id: str, **options):
     hook = MongoHook(mongo_conn_id=conn_id)
     hook.extras.update(options)
     return hook.get_conn()
+
+
+#: how the engines reach a connection from inside a task: Airflow Connections and MongoHook
+CONNECTOR = Connector(conn_info=lambda conn_id: conn_info(conn_id), mongo_client=lambda conn_id, **o: mongo_client(conn_id, **o))
 
 
 def run_after(context: dict) -> datetime:

@@ -1,7 +1,7 @@
-"""What the policy says about one PostgreSQL source (the engine's own dataclass for now).
+"""What the policy says about one PostgreSQL source (``type: postgresql``).
 
-When the engine registry lands, the policy schema (``core/policy*.py``) gains a source type
-``postgresql`` with these fields, validated into this dataclass::
+The policy schema (:mod:`backup_dr.core.policy_inventory`) validates these fields into this
+dataclass; :mod:`backup_dr.core.engines.postgresql` is the engine over it::
 
     sources:
       airflow_db:
@@ -41,6 +41,7 @@ class PostgresSource:
     database: str | None = None
     schemas: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: str = "postgresql"
 
     def __post_init__(self) -> None:
