@@ -206,6 +206,18 @@ def source_for(policy: Policy, source: str | None, command: str, what: str) -> s
     raise UsageError(f"the policy has {len(names)} {' / '.join(types)} sources ({', '.join(names)}); say which with --source")
 
 
+def backup_arg(args, policy, catalog, command: str, what: str):
+    """The backup ``args.backup`` names: an id, or ``latest`` (the newest full backup of ``--source``,
+    else of the only source ``restore <command>`` restores; ``--class`` when several classes have one)."""
+    if args.backup == "latest":
+        source = source_for(policy, args.source, command, what)
+        return newest_backup(policy, catalog, source, (kind_for(policy.sources[source]),), args.backup_class)
+    entry = find_backup(catalog, args.backup)
+    if args.source and args.source != entry.bid.source:
+        raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    return entry
+
+
 def check_restorable(manifest, command: str, what: str) -> None:
     """Refuse a backup ``restore <command>`` does not restore, naming the command that does."""
     types = types_restored_by(command)

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, check_restorable, find_backup, fmt_bytes, local_store, newest_backup,
-                                  open_policy_stores, resolve_conn, source_for, workdir_arg)
+from backup_dr.cli.common import (UsageError, backup_arg, check_restorable, fmt_bytes, local_store, open_policy_stores,
+                                  resolve_conn, source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.restore_journal_cmd import journal_root
@@ -102,14 +102,7 @@ def run(args) -> int:
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     if at is not None:
         return _run_pitr(args, policy, stores, conn, at, collections, workdir)
-    catalog = Catalog(stores.opened)
-    if args.backup == "latest":
-        source = source_for(policy, args.source, "mongo", "restore mongo")
-        entry = newest_backup(policy, catalog, source, ("full",), args.backup_class)
-    else:
-        entry = find_backup(catalog, args.backup)
-        if args.source and args.source != entry.bid.source:
-            raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    entry = backup_arg(args, policy, Catalog(stores.opened), "mongo", "restore mongo")
     manifest = entry.manifest()
     check_restorable(manifest, "mongo", "restore mongo")
     _check_selection(manifest, collections)

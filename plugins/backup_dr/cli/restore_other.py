@@ -22,12 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, check_restorable, find_backup, newest_backup, open_policy_stores, refuse_uri,
-                                  resolve_conn, source_for, workdir_arg)
+from backup_dr.cli.common import (UsageError, backup_arg, check_restorable, open_policy_stores, refuse_uri, resolve_conn,
+                                  workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.restore_journal_cmd import journal_root
-from backup_dr.core.artifacts.layout import kind_for
 from backup_dr.core.catalog import Catalog
 from backup_dr.core.engines import engine_for
 from backup_dr.core.policy_model import RedisSource
@@ -35,17 +34,6 @@ from backup_dr.core.restores.journal import JournalDir
 from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
 log = logging.getLogger("backup_dr.cli")
-
-
-def _entry(args, policy, catalog, command: str, what: str):
-    """The backup an argument names (id or ``latest``), checked to be one ``restore <command>`` restores."""
-    if args.backup == "latest":
-        source = source_for(policy, args.source, command, what)
-        return newest_backup(policy, catalog, source, (kind_for(policy.sources[source]),), args.backup_class)
-    entry = find_backup(catalog, args.backup)
-    if args.source and args.source != entry.bid.source:
-        raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
-    return entry
 
 
 # ----------------------------------------------------------------------------- redis
@@ -85,7 +73,7 @@ def run_redis(args) -> int:
         raise UsageError("--detach only applies to --to scratch")
     conn = None if to_scratch else resolve_conn(args.to, flag="--to")
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    entry = _entry(args, policy, Catalog(stores.opened), "redis", "restore redis")
+    entry = backup_arg(args, policy, Catalog(stores.opened), "redis", "restore redis")
     check_restorable(entry.manifest(), "redis", "restore redis")
     if to_scratch:
         return _redis_scratch(args, policy, entry, stores, workdir)
@@ -197,7 +185,7 @@ def run_files(args, *, git_only: bool = False) -> int:
     what = f"restore {command}"
     target = Path(args.to).expanduser().absolute()
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    entry = _entry(args, policy, Catalog(stores.opened), command, what)
+    entry = backup_arg(args, policy, Catalog(stores.opened), command, what)
     manifest = entry.manifest()
     check_restorable(manifest, command, what)
     engine = engine_for(manifest)  # files: extracted; git: the bundle cloned at its commit
