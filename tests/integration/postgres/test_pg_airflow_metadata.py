@@ -24,7 +24,7 @@ from backup_dr.core.postgres.backup import backup_postgres
 from backup_dr.core.postgres.drill import drill_postgres
 from backup_dr.core.postgres.restore import restore_postgres
 
-from airflow_meta import CONN_PASSWORD
+from airflow_meta import BASE_URL, CONN_PASSWORD
 from pg_support import conninfo, execute, query, then_a_client_writes
 from test_pg_tables import prints
 

@@ -38,6 +38,11 @@ def engine_for(what: Any) -> SourceEngine:
                             hint=f"known source types: {', '.join(ENGINES)}; a newer backup_dr wrote it?") from None
 
 
+def engine_for_journal(name: str) -> SourceEngine | None:
+    """The engine whose restores write journal records of engine ``name`` (None: unknown)."""
+    return next((e for e in ENGINES.values() if name in e.journal_engines), None)
+
+
 def types_restored_by(command: str) -> tuple[str, ...]:
     """Source types whose backups ``restore <command>`` restores (``files`` also clones git bundles)."""
     return tuple(t for t, e in ENGINES.items() if command in e.restore_commands)
@@ -60,4 +65,4 @@ def class_source(policy: Any, class_name: str, source_type: str) -> str:
                          hint="name the source explicitly (source=...)")
 
 
-__all__ = ["class_source", "sources_of", "ENGINES", "BackupRequest", "Connector", "SourceEngine", "engine_for", "types_restored_by"]
+__all__ = ["class_source", "engine_for_journal", "sources_of", "ENGINES", "BackupRequest", "Connector", "SourceEngine", "engine_for", "types_restored_by"]

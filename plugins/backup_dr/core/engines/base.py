@@ -62,6 +62,8 @@ class SourceEngine:
         stays free of Airflow; the DAG factory imports it)
     :cvar scratch_field: the ``ops.drill_scratch.<field>`` naming the scratch server a drill
         restores into; None when the drill needs none (a temp dir, a local redis-server)
+    :cvar journal_engines: how its restores name themselves in the restore journal (one engine
+        may restore in several ways: Redis network load vs data dir)
     :cvar scratch_separate_server: the scratch must be another server than every source of
         this type (MongoDB restores whole databases); False when the drill creates a fresh
         database of its own and drops it (PostgreSQL)
@@ -73,6 +75,10 @@ class SourceEngine:
     backup_operator: ClassVar[str] = "backup_dr.operators.backup:SourceBackupOperator"
     scratch_field: ClassVar[str | None] = None
     scratch_separate_server: ClassVar[bool] = False
+    #: the restore-journal ``engine`` names its restores record (:mod:`backup_dr.core.restores.journal`)
+    journal_engines: ClassVar[tuple[str, ...]] = ()
+    #: rolling such a record back connects to its target (a directory swap does not)
+    journal_needs_conn: ClassVar[bool] = True
 
     # -- naming
     def artifact_kind(self, source: Any, *, metadata_only: bool = False) -> str:
@@ -114,3 +120,9 @@ class SourceEngine:
     def open_scratch(self, connector: Connector, conn_id: str | None) -> Callable[[], Any] | None:
         """The opener :meth:`drill` is handed for ``conn_id`` (lazy: nothing connects yet)."""
         return None
+
+    # -- interrupted restores
+    def roll_back_interrupted(self, journal: Any, entry: Any, connector: Connector, conn_id: str | None,
+                              secrets: list[str] | None = None) -> dict[str, Any]:
+        """Put the target of a dead restore's journal ``entry`` back (``conn_id``: its target)."""
+        raise RestoreRefused(f"a {self.label} restore keeps no journal to roll back from")

@@ -18,6 +18,8 @@ class FilesEngine(SourceEngine):
     backup_operator = "backup_dr.operators.backup:FileArchiveOperator"
     #: a non-empty target may be moved aside and replaced (``--overwrite``)
     overwrites = True
+    journal_engines = ("files",)
+    journal_needs_conn = False
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "files"
@@ -35,6 +37,11 @@ class FilesEngine(SourceEngine):
 
         return restore_files(store, manifest, target, workdir=workdir, overwrite=overwrite, journal=journal)
 
+    def roll_back_interrupted(self, journal, entry, connector, conn_id, secrets=None):
+        from backup_dr.core.files.interrupted import rollback_interrupted_files
+
+        return rollback_interrupted_files(journal, entry)
+
     def drill(self, manifest, store, workdir, scratch):
         t0 = time.monotonic()
         res = self.restore_into(store, manifest, f"{workdir}/restored", f"{workdir}/fetch")
@@ -47,6 +54,7 @@ class GitEngine(FilesEngine):
     restore_commands = ("git", "files")
     backup_operator = "backup_dr.operators.backup:GitBundleOperator"
     overwrites = False  # a bundle is cloned into an absent or empty directory
+    journal_engines = ()  # a clone into an empty directory: nothing to roll back
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "bundle"

@@ -21,6 +21,7 @@ class MongoEngine(SourceEngine):
     backup_operator = "backup_dr.operators.backup:MongoDumpOperator"
     scratch_field = "mongodb_conn_id"
     scratch_separate_server = True
+    journal_engines = ("mongodb",)
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "schema" if metadata_only else "full"
@@ -55,3 +56,9 @@ class MongoEngine(SourceEngine):
         total = time.monotonic() - t0
         return {"ok": res.ok, "restore_seconds": round(total, 3), "fetch_seconds": round(max(total - res.seconds, 0.0), 3),
                 "problems": res.problems, "details": res.as_dict()}
+
+    def roll_back_interrupted(self, journal, entry, connector, conn_id, secrets=None):
+        from backup_dr.core.mongo.interrupted import rollback_interrupted
+
+        with connector.mongo_client(conn_id) as client:
+            return rollback_interrupted(client, journal, entry, secrets=secrets)

@@ -16,6 +16,7 @@ class RedisEngine(SourceEngine):
     label = "Redis"
     restore_commands = ("redis",)
     backup_operator = "backup_dr.operators.backup:RDBSnapshotOperator"
+    journal_engines = ("redis_load", "redis_data_dir")
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "aof" if getattr(source, "mode", None) == "aof" else "rdb"
@@ -36,3 +37,9 @@ class RedisEngine(SourceEngine):
         rep = verify_rdb_restore(store, manifest, workdir=workdir, raise_on_mismatch=False)
         return {"ok": rep["ok"], "restore_seconds": round(time.monotonic() - t0, 3), "problems": rep["problems"],
                 "details": {k: rep[k] for k in ("load_seconds", "expected", "restored", "sampled_keys", "warnings")}}
+
+    def roll_back_interrupted(self, journal, entry, connector, conn_id, secrets=None):
+        from backup_dr.core.redis.interrupted import rollback_interrupted_data_dir, rollback_interrupted_load
+
+        undo = rollback_interrupted_load if entry.engine == "redis_load" else rollback_interrupted_data_dir
+        return undo(connector.conn_info(conn_id), journal, entry)

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from backup_dr.core.errors import PolicyError
+from backup_dr.core.policy_io import _short
 
 _TABLE = re.compile(r"^[^.\s\"]+\.[^.\s\"]+$")
 
@@ -49,9 +50,9 @@ class PostgresSource:
         for i, table in enumerate(self.exclude_tables):
             if not _TABLE.match(table):
                 issues.append((f"sources.{self.name}.exclude_tables[{i}]",
-                               f"{table!r} is not an exact 'schema.table' name (e.g. public.log); patterns are not accepted"))
+                               f"{_short(table)} is not an exact 'schema.table' name (e.g. public.log); patterns are not accepted"))
         for i, schema in enumerate(self.schemas):
             if not schema or "." in schema or '"' in schema:
-                issues.append((f"sources.{self.name}.schemas[{i}]", f"{schema!r} is not a schema name"))
+                issues.append((f"sources.{self.name}.schemas[{i}]", f"{_short(schema)} is not a schema name"))
         if issues:
             raise PolicyError(issues)
