@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from backup_dr.core.engines import ENGINES, engine_for, types_restored_by
+from backup_dr.core.engines import ENGINES, engine_for, engine_for_journal, types_restored_by
 from backup_dr.core.policy_inventory import SOURCE_FIELDS
 
 PKG = Path(__file__).resolve().parents[2] / "plugins" / "backup_dr"
@@ -82,3 +82,6 @@ def test_every_engine_has_a_policy_schema_and_a_restore_command():
         assert name in types_restored_by(engine.restore_commands[0])
         module, cls = engine.backup_operator.split(":")
         assert module.startswith("backup_dr.operators.") and cls
+        for journal_name in engine.journal_engines:
+            assert engine_for_journal(journal_name) is engine
+    assert engine_for_journal("from-a-newer-release") is None

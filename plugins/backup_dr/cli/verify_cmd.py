@@ -38,15 +38,16 @@ def register(sub, common) -> None:
         description="Re-read every file of the backup in every store holding it (or the named stores) and compare "
                     "size and sha256 with the manifest. Each result is kept as a verification record next to the "
                     "backup (--no-record to only read). --scratch also restores a good copy into a scratch target "
-                    "(MongoDB: ops.drill_scratch.mongodb_conn_id or --scratch-conn; Redis: a fresh local "
-                    "redis-server; files/git: a temp directory) and records a drill.",
+                    "(MongoDB: ops.drill_scratch.mongodb_conn_id or --scratch-conn; PostgreSQL: a fresh database on "
+                    "ops.drill_scratch.postgresql_conn_id or --scratch-conn; Redis: a fresh local redis-server; "
+                    "files/git: a temp directory) and records a drill.",
     )
     p.add_argument("backup_id", help="<class>.<source>.<kind>.<YYYYMMDDTHHMMSSZ>")
     p.add_argument("--store", action="append", metavar="NAME", help="only these stores (repeatable; a named store "
                    "without the backup counts as a bad copy)")
     p.add_argument("--scratch", action="store_true", help="also restore a good copy into a scratch target (a drill)")
-    p.add_argument("--scratch-conn", metavar="CONN_ID", help="MongoDB scratch instance (default: the policy's "
-                   "ops.drill_scratch.mongodb_conn_id); never a production source")
+    p.add_argument("--scratch-conn", metavar="CONN_ID", help="MongoDB or PostgreSQL scratch server (default: the "
+                   "policy's ops.drill_scratch.<type>_conn_id); never a production source")
     p.add_argument("--no-record", action="store_true", help="do not write verification/drill records (read-only access)")
     p.add_argument("--workdir", metavar="DIR", help="where downloaded copies are hashed and restored (default: system temp)")
     p.set_defaults(func=run)
