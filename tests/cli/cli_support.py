@@ -147,28 +147,8 @@ class History:
         return ArtifactWriter(self.local, bid, source_type=source.type, retention=cls.retention, run_after=when)
 
     def backdate(self, manifest, age: timedelta):
-        """Make a just-made local backup look as if it had been TAKEN ``age`` ago (its slot already
-        is): every time in its manifest moves back by ``age`` — started, finished, the capture
-        point, the expiry — and so does the manifest file's mtime. Call before replicating."""
-        def shift(text):
-            return (datetime.fromisoformat(text.replace("Z", "+00:00")) - age).isoformat().replace("+00:00", "Z")
-
-        cp = dict(manifest.consistent_point)
-        for k, v in cp.items():
-            if isinstance(v, dict) and "t" in v:
-                cp[k] = {**v, "t": int(v["t"] - age.total_seconds())}
-            elif isinstance(v, str) and k in ("end_time", "time", "start_time"):
-                cp[k] = shift(v)
-        retention = dict(manifest.retention)
-        if retention.get("expires_at"):
-            retention["expires_at"] = shift(retention["expires_at"])
-        old = replace(manifest, started_at=shift(manifest.started_at), finished_at=shift(manifest.finished_at),
-                      consistent_point=cp, retention=retention)
-        path = self.local.path(old.id.manifest_key)
-        path.write_bytes(old.to_json())
-        stamp = old.finished.timestamp()
-        os.utime(path, (stamp, stamp))
-        return old
+        """:func:`backdate` on this history's local store."""
+        return backdate(self.local, manifest, age)
 
     def replicate(self, cls_name: str, manifest) -> None:
         targets = [self.stores[n] for n in self.policy.classes[cls_name].stores if n != "local"]
@@ -274,3 +254,28 @@ def redis_fingerprint(r) -> dict:
 
 def mongo_conn_json(server) -> str:
     return json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": server.port, "extra": {"directConnection": True}})
+
+
+def backdate(local, manifest, age: timedelta):
+    """Make a just-made local backup look as if it had been TAKEN ``age`` ago (its slot already
+    is): every time in its manifest moves back by ``age`` — started, finished, the capture
+    point, the expiry — and so does the manifest file's mtime. Call before replicating."""
+    def shift(text):
+        return (datetime.fromisoformat(text.replace("Z", "+00:00")) - age).isoformat().replace("+00:00", "Z")
+
+    cp = dict(manifest.consistent_point)
+    for k, v in cp.items():
+        if isinstance(v, dict) and "t" in v:
+            cp[k] = {**v, "t": int(v["t"] - age.total_seconds())}
+        elif isinstance(v, str) and k in ("end_time", "time", "start_time"):
+            cp[k] = shift(v)
+    retention = dict(manifest.retention)
+    if retention.get("expires_at"):
+        retention["expires_at"] = shift(retention["expires_at"])
+    old = replace(manifest, started_at=shift(manifest.started_at), finished_at=shift(manifest.finished_at),
+                  consistent_point=cp, retention=retention)
+    path = local.path(old.id.manifest_key)
+    path.write_bytes(old.to_json())
+    stamp = old.finished.timestamp()
+    os.utime(path, (stamp, stamp))
+    return old

@@ -101,7 +101,7 @@ def test_restore_mongo_argument_errors(cli, history, monkeypatch):
         (("restore", "mongo", mongo_id, "--to", "mongo_nowhere"), "connection 'mongo_nowhere' is not defined"),
         (("restore", "mongo", history.ids["redis"], "--to", "mongo_scratch"), "use: python -m backup_dr restore redis"),
         (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--db", "a.b"), "--db 'a.b' is not a valid database name"),
-        (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--from-store", "tape"), "unknown store(s) tape"),
+        (("restore", "mongo", mongo_id, "--to", "mongo_scratch", "--from-store", "tape"), "unknown store 'tape'; defined stores: gcs, local, s3"),
     ]
     for args, message in cases:
         out = cli.run(*args)

@@ -107,6 +107,7 @@ def test_degraded_health_reports_backup_ages_from_the_fallback_store(airflow_db,
     from backup_dr.core.files import backup_files
     from backup_dr.core.policy_model import FilesSource, Retention
     from backup_dr.core.stores.local import LocalStore
+    from tests.cli.cli_support import backdate
     from tests.dags.conftest import run_dag
 
     smtp, _ = fallback_route
@@ -114,9 +115,12 @@ def test_degraded_health_reports_backup_ages_from_the_fallback_store(airflow_db,
     (tmp_path / "config" / "app.yaml").write_text("workers: 4\n")
     when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
     bid = BackupId.new("configuration", "app_config", "files", when)
-    writer = ArtifactWriter(LocalStore(local_store_root, name="local"), bid, source_type="files",
+    store = LocalStore(local_store_root, name="local")
+    writer = ArtifactWriter(store, bid, source_type="files",
                             retention=Retention(keep_within=timedelta(days=180)), run_after=when)
-    manifest = backup_files(FilesSource(name="app_config", path=str(tmp_path / "config")), writer)
+    # its data is 3 h old too (ages are taken from the capture time, not the slot in the id)
+    manifest = backdate(store, backup_files(FilesSource(name="app_config", path=str(tmp_path / "config")), writer),
+                        timedelta(hours=3))
     path = tmp_path / "policy.yaml"
     path.write_text(_UNCLOSED, encoding="utf-8")
     monkeypatch.setenv("BACKUP_DR_POLICY", str(path))

@@ -92,8 +92,11 @@ def test_objectives_sizes_durations_and_verification(scrape, catalog_history):
     duration = (datetime.fromisoformat(newest.finished_at) - datetime.fromisoformat(newest.started_at)).total_seconds()
     assert value(series, "backup_dr_last_backup_duration_seconds", **CRIT) == pytest.approx(duration, abs=0.01)
     uploads = {"class": "operational_data", "source": "app_uploads", "kind": "files"}
-    assert value(series, "backup_dr_last_backup_verification_failed", **uploads) == 1
+    # the local copy failed its re-hash, the S3 copy is good: one bad copy, not a failed backup
+    assert value(series, "backup_dr_last_backup_verification_failed", **uploads) == 0
+    assert value(series, "backup_dr_last_backup_bad_copies", **uploads) == 1
     assert value(series, "backup_dr_last_backup_verification_failed", **CRIT) == 0
+    assert value(series, "backup_dr_last_backup_bad_copies", **CRIT) == 0
 
 
 def test_drills_pitr_stores_and_health(scrape, catalog_history):

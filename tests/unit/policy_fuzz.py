@@ -162,6 +162,16 @@ def clear(e: PolicyError) -> str | None:
 
 
 def _peak_mb() -> float:
+    """This process's own peak RSS: ``VmHWM`` belongs to the address space, which exec made new.
+    (``ru_maxrss`` survives exec on Linux: a child of a big pytest process would report the
+    parent's peak, e.g. 690 MB late in a full suite run.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

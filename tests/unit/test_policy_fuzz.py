@@ -46,3 +46,20 @@ def test_fuzzed_policies_end_in_a_policy_or_a_clear_error(tmp_path):
     big = [r for r in results if r["peak_growth_mb"] >= 64]
     assert not big, f"cases that grew the peak RSS by 64 MB or more: {[(r['case'], r['peak_growth_mb']) for r in big[:5]]}"
     assert results[-1]["peak_mb"] < 400, results[-1]  # the whole run, imports included
+
+
+def test_the_peak_is_the_fuzzers_own_not_its_parents(tmp_path):
+    """Late in a full run pytest itself is big, and Linux carries ``ru_maxrss`` across fork and
+    exec: the fuzzer must report its own address space's peak, or the bound above fails for
+    nothing (it did in CI: 692 MB)."""
+    out = tmp_path / "results.jsonl"
+    parent = (
+        "import subprocess, sys\n"
+        "ballast = bytearray(500 << 20)\n"
+        "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
+        f"sys.exit(subprocess.call([sys.executable, {str(HERE / 'policy_fuzz.py')!r}, '--seed', '15', '--seconds', '1',"
+        f" '--out', {str(out)!r}, '--cases-dir', {str(tmp_path / 'cases')!r}], stdout=subprocess.DEVNULL))\n"
+    )
+    subprocess.run([sys.executable, "-c", parent], check=True, timeout=120)
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert results and results[-1]["peak_mb"] < 400, results[-1]

@@ -170,8 +170,11 @@ def summary(env_file: Path) -> int:
         for name in entry.complete_in:
             _say(f"     - {name:5} {stores[name].describe()}/{entry.bid.prefix}")
         for name in cls.stores:
-            rec = entry.verification(name)
-            if rec and rec.get("kind") == "drill":
+            rec = entry.drill(name)  # the drill record itself (verification() is only what it showed of the bytes)
+            if rec and rec.get("restore_seconds") is None:
+                ok = False
+                _say(f"     drill from {name}: FAILED ({'; '.join(rec.get('problems') or ['no restore time recorded'])})")
+            elif rec:
                 met = rec["restore_seconds"] <= cls.objective.rto.total_seconds()
                 ok &= bool(rec["ok"]) and met
                 _say(f"     drill from {name}: {'OK' if rec['ok'] else 'FAILED'}, restored in {rec['restore_seconds']:.2f}s "

@@ -39,6 +39,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "backup_dr_previous_backup_size_bytes": (SRC, "Size of the backup before the newest one"),
     "backup_dr_last_backup_duration_seconds": (SRC, "How long the newest backup took (manifest start to finish)"),
     "backup_dr_last_backup_verification_failed": (SRC, "1 when the newest backup's verification records say it failed, else 0"),
+    "backup_dr_last_backup_bad_copies": (SRC, "Copies of the newest backup whose latest check failed (another copy may still be good)"),
     "backup_dr_last_drill_restore_seconds": (SRC, "Restore time measured by the last restore drill"),
     "backup_dr_last_drill_timestamp_seconds": (SRC, "When the last restore drill ran"),
     "backup_dr_last_drill_success": (SRC, "1 when the last restore drill verified the restored data, 0 when it failed"),
@@ -124,6 +125,8 @@ def _source_samples(cls: str, src: dict[str, Any], t_now: float) -> Iterator[tup
             yield "backup_dr_last_backup_duration_seconds", labels, float(newest["duration_seconds"])
         failed = (newest.get("verification") or {}).get("color") == "red"
         yield "backup_dr_last_backup_verification_failed", labels, float(failed)
+        bad = sum(1 for c in (newest.get("stores") or {}).values() if isinstance(c, dict) and c.get("verified") is False)
+        yield "backup_dr_last_backup_bad_copies", labels, float(bad)
     if len(table) > 1:
         yield "backup_dr_previous_backup_size_bytes", labels, float(table[1].get("size") or 0)
     drill = (src.get("last_drill") or {}).get("record") or {}

@@ -165,7 +165,7 @@ def test_readme_commands_read_and_replay_a_pitr_slice(tools, source, target, tmp
     slice_dir = tmp_path / "slice"
     slice_dir.mkdir()
     with open(slice_dir / "oplog.bson.gz", "wb") as f, compressed_writer(f, "gzip") as out:
-        read = copy_entries(source, DB, base.end, end, out, read_preference=None, member=None)
+        read = copy_entries(source, DB, base.end, end, out, member=None)
     assert (read.entries > 0) == written
     entries = list(iter_slice(slice_dir / "oplog.bson.gz"))
 
