@@ -65,4 +65,5 @@ def class_source(policy: Any, class_name: str, source_type: str) -> str:
                          hint="name the source explicitly (source=...)")
 
 
-__all__ = ["class_source", "engine_for_journal", "sources_of", "ENGINES", "BackupRequest", "Connector", "SourceEngine", "engine_for", "types_restored_by"]
+__all__ = ["ENGINES", "BackupRequest", "Connector", "SourceEngine", "class_source", "engine_for", "engine_for_journal",
+           "sources_of", "types_restored_by"]

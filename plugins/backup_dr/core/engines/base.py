@@ -85,9 +85,6 @@ class SourceEngine:
         """The artifact kind (``full``, ``rdb``, ...) this source's backups carry in their ids."""
         raise NotImplementedError
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        """Every kind this engine writes (health and retention list by kind)."""
-        raise NotImplementedError
 
     def target(self, source: Any) -> str:
         """What the source protects, for documentation and the UI (a database, a path, a conn id)."""
@@ -120,6 +117,14 @@ class SourceEngine:
     def open_scratch(self, connector: Connector, conn_id: str | None) -> Callable[[], Any] | None:
         """The opener :meth:`drill` is handed for ``conn_id`` (lazy: nothing connects yet)."""
         return None
+
+    # -- restore (safety copy of the target, restore, validate, roll back on failure)
+    def restore(self, conn: ConnInfo, store: Store, manifest: Manifest, *, workdir: str, safety_dir: str,
+                target_db: str | None = None, replace: bool = False) -> Any:
+        """Restore onto the target of ``conn``; engines whose restore takes more than this (MongoDB
+        collections and PITR, Redis load vs data dir, files into a directory) expose their own
+        entry points to their CLI command and operators."""
+        raise RestoreRefused(f"restore {self.label} backups with `python -m backup_dr restore {self.restore_commands[0]}`")
 
     # -- interrupted restores
     def roll_back_interrupted(self, journal: Any, entry: Any, connector: Connector, conn_id: str | None,

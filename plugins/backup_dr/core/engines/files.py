@@ -24,8 +24,6 @@ class FilesEngine(SourceEngine):
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "files"
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        return ("files",)
 
     def backup(self, source, writer, connector: Connector, request: BackupRequest):
         from backup_dr.core.files import backup_files
@@ -59,8 +57,6 @@ class GitEngine(FilesEngine):
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "bundle"
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        return ("bundle",)
 
     def backup(self, source, writer, connector: Connector, request: BackupRequest):
         from backup_dr.core.gitbundle import backup_git

@@ -26,8 +26,6 @@ class MongoEngine(SourceEngine):
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "schema" if metadata_only else "full"
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        return ("full", "schema")
 
     def job_options(self, job: Job) -> dict[str, Any]:
         return {"collections": list(job.collections) or None, "metadata_only": job.metadata_only}

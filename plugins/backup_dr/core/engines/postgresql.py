@@ -22,8 +22,6 @@ class PostgresEngine(SourceEngine):
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "full"
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        return ("full",)
 
     def backup(self, source, writer, connector: Connector, request: BackupRequest):
         from backup_dr.core.postgres.backup import backup_postgres

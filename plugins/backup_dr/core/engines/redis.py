@@ -21,8 +21,6 @@ class RedisEngine(SourceEngine):
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "aof" if getattr(source, "mode", None) == "aof" else "rdb"
 
-    def artifact_kinds(self) -> tuple[str, ...]:
-        return ("rdb", "aof")
 
     def backup(self, source, writer, connector: Connector, request: BackupRequest):
         from backup_dr.core.redis.backup import backup_redis
