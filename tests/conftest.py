@@ -5,6 +5,8 @@
 * Redis: a private Debian ``redis-server`` per test (own port, own dir).
 * S3: ``moto_server``; GCS: ``gcp-storage-emulator --in-memory``.
 * SMTP sink (aiosmtpd) and an HTTP sink for Slack webhooks.
+* PostgreSQL: the machine's server (127.0.0.1:5432, trust auth), one database per session
+  standing in for the policy's ``airflow_db`` source (``metadata_pg``).
 * Airflow: a temporary AIRFLOW_HOME with SQLite, migrated once, connections from
   ``AIRFLOW_CONN_*`` environment variables.
 
@@ -244,6 +246,52 @@ def airflow_db():
 
     db.upgradedb()
     return _AIRFLOW_HOME
+
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"  # the machine's PostgreSQL, trust auth
+
+
+def pg_conn_fields(database: str) -> dict:
+    return {"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": database}
+
+
+def _pg_admin(sql: str, *params) -> None:
+    import psycopg2
+
+    db = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    db.autocommit = True
+    try:
+        with db.cursor() as cur:
+            cur.execute(sql, params or None)
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="session")
+def metadata_pg():
+    """The policy's ``airflow_db`` source (``airflow_metadata_db``) and its drill scratch
+    (``pg_scratch``) on the machine's PostgreSQL. The session's own Airflow runs on SQLite, so
+    the source is a database of its own with Airflow-like tables (the real, migrated Airflow
+    metadata DB is backed up in tests/integration/postgres/test_pg_airflow_metadata.py and by the
+    Celery system test, whose Airflow runs on PostgreSQL); dropped at the end."""
+    import psycopg2
+
+    name = f"bdr_meta_{os.getuid()}_{uuid.uuid4().hex[:8]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        db = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=name)
+        with db, db.cursor() as cur:
+            cur.execute("CREATE TABLE dag_run (id serial PRIMARY KEY, dag_id text NOT NULL, run_id text NOT NULL, state text)")
+            cur.execute("CREATE TABLE variable (id serial PRIMARY KEY, key text UNIQUE, val text)")
+            cur.execute("INSERT INTO dag_run (dag_id, run_id, state) SELECT 'backup_critical_data', 'scheduled__' || g, 'success' "
+                        "FROM generate_series(1, 50) g")
+            cur.execute("INSERT INTO variable (key, val) VALUES ('korea_api_base_url', 'https://apis.data.go.kr')")
+        db.close()
+        set_connection("airflow_metadata_db", **pg_conn_fields(name))
+        set_connection("pg_scratch", **pg_conn_fields("postgres"))
+        yield name
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

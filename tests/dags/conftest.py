@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stack(airflow_db, seeded_mongo, mongo_scratch_server, s3_bucket, gcs_bucket, local_store_root, app_dir, redis_server, sinks):
+def stack(airflow_db, seeded_mongo, mongo_scratch_server, s3_bucket, gcs_bucket, local_store_root, app_dir, redis_server, sinks,
+          metadata_pg):
     """Every service the policy names, up and reachable through AIRFLOW_CONN_* variables."""
     from backup_dr.devstack import sample_data
 

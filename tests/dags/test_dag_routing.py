@@ -35,7 +35,8 @@ def test_dumps_follow_the_source_queue_replication_and_prune_the_class_queue():
     conf = build_backup_dag(policy, policy.classes["configuration"])
     assert {t.task_id: t.queue for t in conf.tasks} == {
         "backup_app_config": "default", "backup_mongodb_schema": "near_db", "replicate_app_config": "default",
-        "replicate_mongodb_schema": "default", "prune": "default"}
+        "replicate_mongodb_schema": "default", "backup_airflow_db": "default", "replicate_airflow_db": "default",
+        "prune": "default"}
 
 
 def test_every_dump_of_a_source_shares_one_pool_across_dags_with_ranked_weights():

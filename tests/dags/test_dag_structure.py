@@ -83,6 +83,23 @@ def test_dr_dags_run_the_scenario_steps_in_order(bag, pol):
         assert dag.get_task("summary").trigger_rule == "all_done"
 
 
+def test_each_backup_task_is_its_engines_operator_and_airflow_backs_itself_up(bag, pol):
+    from backup_dr.core.engines import engine_for
+
+    for name, cls in pol.classes.items():
+        dag = bag.get_dag(f"backup_{name}")
+        for job in cls.jobs:
+            expected = engine_for(pol.sources[job.source]).backup_operator.split(":")[1]
+            assert type(dag.get_task(_job_id(job))).__name__ == expected, (name, job.source)
+    # Airflow's own metadata DB, through the PostgreSQL engine, in the configuration class, and drilled
+    assert pol.sources["airflow_db"].type == "postgresql" and pol.ops.scratch_postgresql_conn_id == "pg_scratch"
+    task = bag.get_dag("backup_configuration").get_task("backup_airflow_db")
+    assert type(task).__name__ == "SourceBackupOperator" and task.source == "airflow_db"
+    assert "postgresql `airflow_db`" in bag.get_dag("backup_configuration").doc_md
+    drill = bag.get_dag("ops_restore_drill").get_task("drill_configuration_airflow_db")
+    assert (drill.backup_class, drill.source, drill.kind) == ("configuration", "airflow_db", "full")
+
+
 def test_ops_and_pitr_dags(bag, pol):
     health, drill = bag.get_dag("ops_backup_health"), bag.get_dag("ops_restore_drill")
     assert health.timetable.expression == pol.ops.health_schedule

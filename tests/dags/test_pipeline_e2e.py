@@ -1,5 +1,6 @@
 """The whole daily life of the system with dag.test() on the real stack:
-every class backs up, the drill restores every newest backup into scratch targets and
+every class backs up (Airflow's metadata DB too, through the PostgreSQL engine), the drill
+restores every newest backup into scratch targets and
 records the time, the health monitor reports healthy, then critical once the backups age
 past their RPO, and a forced failure alerts by email and Slack with the right content."""
 
@@ -65,6 +66,14 @@ def test_backup_drill_health_and_alerts(stack, mongo_client, mongo_scratch_serve
     # ... into the scratch server, never production, and dropped its scratch database afterwards
     assert record["details"]["scratch_db"] not in mongo_client.list_database_names()
     assert set(mongo_scratch_server.client().list_database_names()) == scratch_before
+
+    # Airflow's own metadata DB (the PostgreSQL engine): backed up with the class, replicated, drilled table by table
+    pg = _xcom(runs["backup_configuration"], "backup_airflow_db")
+    assert pg["kind"] == "full" and pg["counts"]["public.dag_run"] == 50
+    pg_drill = _xcom(dr, "drill_configuration_airflow_db")
+    assert pg_drill["ok"] is True and pg_drill["store"] == "gcs", pg_drill
+    record = latest_verification(open_policy_store("gcs"), pg["backup_id"], kind="drill")
+    assert record["details"]["tables"] == len(pg["counts"]) and record["details"]["rows"] == sum(pg["counts"].values())
 
     # health: fresh backups, fresh drills -> healthy, no alert
     smtp.messages.clear(), slack.requests.clear()

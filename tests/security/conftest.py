@@ -119,7 +119,7 @@ def output(capfd, caplog) -> Output:
 
 
 @pytest.fixture
-def secret_stack(airflow_db, local_store_root, s3_server, s3_bucket, gcs_bucket, app_dir, tmp_path, monkeypatch):
+def secret_stack(airflow_db, metadata_pg, local_store_root, s3_server, s3_bucket, gcs_bucket, app_dir, tmp_path, monkeypatch):
     prod = auth_mongo(tmp_path / "prod", SECRETS["mongo"])
     scratch = auth_mongo(tmp_path / "scratch", SECRETS["mongo_scratch"])
     dr_target = auth_mongo(tmp_path / "dr", SECRETS["mongo_dr"])

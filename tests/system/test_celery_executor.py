@@ -139,6 +139,9 @@ def stack(tmp_path_factory, s3_server, gcs_server, mongo_scratch_server, smtp_si
                 "backup_s3": _env_conn("backup_s3"), "backup_gcs": _env_conn("backup_gcs"),
                 "smtp_backup_alerts": _env_conn("smtp_backup_alerts"), "slack_backup_alerts": _env_conn("slack_backup_alerts"),
                 "dr_repoint_webhook": _env_conn("dr_repoint_webhook"),
+                # Airflow's own metadata DB (PostgreSQL here, as in compose) is the configuration class's airflow_db
+                "airflow_metadata_db": {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": db},
+                "pg_scratch": {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": "postgres"},
             },
         )
         compose = compose_env.load_compose()

@@ -114,6 +114,7 @@ def catalog_history(tmp_path_factory, s3_server, gcs_server) -> History:
 
     series("configuration", "app_config", "files", [24 * h, 8 * 24 * h], copies_to=("s3", "gcs"))
     series("configuration", "mongodb", "schema", [25 * h], copies_to=("s3", "gcs"))
+    series("configuration", "airflow_db", "full", [26 * h], copies_to=("s3", "gcs"))  # Airflow's metadata DB (PostgreSQL)
     series("application_code", "app_repository", "bundle", [72 * h], copies_to=("s3",))
 
     report = check_health(policy, stores, now=now)

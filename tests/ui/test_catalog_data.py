@@ -42,7 +42,7 @@ def test_classes_and_sources_follow_the_policy(data, catalog_history):
     assert keys == {
         "critical_data": ["mongodb"],
         "operational_data": ["mongodb", "redis_cache", "app_logs", "app_uploads"],
-        "configuration": ["app_config", "mongodb_schema"],
+        "configuration": ["app_config", "mongodb_schema", "airflow_db"],
         "application_code": ["app_repository"],
     }
     assert class_view(data, "no_such_class") is None

@@ -21,6 +21,7 @@ from backup_dr.core.artifacts.layout import BackupId, kind_for
 from backup_dr.core.catalog import Catalog, CatalogEntry
 from backup_dr.core.connections import ConnInfo, conn_from_env, redact
 from backup_dr.core.durations import format_duration
+from backup_dr.core.engines import engine_for, sources_of, types_restored_by
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, NotFoundError
 from backup_dr.core.good_copy import store_order
 from backup_dr.core.policy_model import Policy
@@ -184,16 +185,17 @@ def find_backup(catalog: Catalog, text: str) -> CatalogEntry:
                         hint="`python -m backup_dr list` shows what exists; a store left out for missing credentials may hold it")
 
 
-def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what: str) -> str:
-    """The policy source to use: the named one (checked), or the only one of these types."""
+def source_for(policy: Policy, source: str | None, command: str, what: str) -> str:
+    """The policy source ``restore <command>`` uses: the named one (checked), or the only one it restores."""
+    types = types_restored_by(command)
+    names = sources_of(policy, *types)
     if source is not None:
         src = policy.sources.get(source)
         if src is None:
             raise unknown_in_policy(policy, "sources", source, "source")
-        if src.type not in types:
+        if source not in names:
             raise UsageError(f"source {source!r} is a {src.type} source; {what} needs a {' or '.join(types)} source")
         return source
-    names = [n for n, s in policy.sources.items() if s.type in types]
     if len(names) == 1:
         return names[0]
     if not names:
@@ -202,6 +204,30 @@ def source_for(policy: Policy, source: str | None, types: tuple[str, ...], what:
                          detail="; ".join(f"{p}: {r}" for n in broken for p, r in broken[n]) or None,
                          hint=check_hint(policy) if broken else None)
     raise UsageError(f"the policy has {len(names)} {' / '.join(types)} sources ({', '.join(names)}); say which with --source")
+
+
+def backup_arg(args, policy, catalog, command: str, what: str):
+    """The backup ``args.backup`` names: an id, or ``latest`` (the newest full backup of ``--source``,
+    else of the only source ``restore <command>`` restores; ``--class`` when several classes have one)."""
+    if args.backup == "latest":
+        source = source_for(policy, args.source, command, what)
+        return newest_backup(policy, catalog, source, (kind_for(policy.sources[source]),), args.backup_class)
+    entry = find_backup(catalog, args.backup)
+    if args.source and args.source != entry.bid.source:
+        raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    return entry
+
+
+def check_restorable(manifest, command: str, what: str) -> None:
+    """Refuse a backup ``restore <command>`` does not restore, naming the command that does."""
+    types = types_restored_by(command)
+    if manifest.source_type not in types:
+        try:
+            other = engine_for(manifest).restore_commands[0]
+        except BackupDRError:
+            other = "<kind>"
+        raise UsageError(f"backup {manifest.backup_id} is a {manifest.source_type} backup; {what} restores "
+                         f"{' / '.join(types)} backups", hint=f"use: python -m backup_dr restore {other} {manifest.backup_id} ...")
 
 
 def newest_backup(policy: Policy, catalog: Catalog, source: str, kinds: tuple[str, ...],

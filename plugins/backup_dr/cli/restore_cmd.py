@@ -1,4 +1,4 @@
-"""``restore mongo|redis|files|git``: the parsers; the work is in restore_mongo / restore_other.
+"""``restore mongo|redis|files|git|postgres``: the parsers; the work is in restore_mongo / restore_other / restore_postgres.
 
 Every restore reads a copy whose bytes match the manifest (falling back to the next store
 when one copy is bad, and saying so), and never leaves a target half-written unnoticed:
@@ -49,6 +49,16 @@ examples:
 """
 
 
+_POSTGRES_EPILOG = """\
+examples:
+  python -m backup_dr restore postgres latest --source airflow_db --to airflow_metadata_db_new
+  python -m backup_dr restore postgres configuration.airflow_db.full.20261122T030000Z --to airflow_metadata_db --replace
+
+A target that already has the backed-up tables is refused unless --replace; an empty database needs none.
+Stock tools work too: pg_restore --single-transaction --dbname airflow <dump> (see the README's runbook).
+"""
+
+
 def _common_restore_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-store", metavar="NAME", help="read only this store's copy (default: the first store "
                    "holding a good copy, in policy order; a bad copy falls back to the next store)")
@@ -59,12 +69,12 @@ def _common_restore_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub, common) -> None:
-    restore = sub.add_parser("restore", parents=[common], help="restore a backup (mongo, redis, files, git)",
+    restore = sub.add_parser("restore", parents=[common], help="restore a backup (mongo, redis, files, git, postgres)",
                              description="Restore a backup from the stores, verified against its manifest first.")
     kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND")
     restore.set_defaults(func=lambda args: restore.print_help() or 2)
 
-    from backup_dr.cli import restore_journal_cmd, restore_mongo, restore_other
+    from backup_dr.cli import restore_journal_cmd, restore_mongo, restore_other, restore_postgres
 
     m = kinds.add_parser("mongo", parents=[common], formatter_class=_RAW, epilog=_MONGO_EPILOG,
                          help="MongoDB: safe restore (safety backup, validate, roll back)",
@@ -122,5 +132,20 @@ def register(sub, common) -> None:
     g.add_argument("--to", required=True, metavar="DIR", help="target directory (absent or empty)")
     _common_restore_args(g)
     g.set_defaults(func=lambda args: restore_other.run_files(args, git_only=True))
+
+    p = kinds.add_parser("postgres", parents=[common], formatter_class=_RAW, epilog=_POSTGRES_EPILOG,
+                         help="PostgreSQL: safe restore onto a database (safety dump, compare every table, roll back)",
+                         description="Restore a PostgreSQL backup (pg_dump custom format) onto a database: verified copy, "
+                                     "safety dump of the target, single-transaction pg_restore, every table compared with "
+                                     "the manifest (rows + content hash), roll back from the safety dump on any failure.")
+    p.add_argument("backup", metavar="BACKUP", help="backup id, or 'latest'")
+    p.add_argument("--to", required=True, metavar="CONN_ID", help="target connection id (conn_type postgres; its schema "
+                   "field names the database)")
+    p.add_argument("--db", metavar="NAME", help="target database (default: the connection's, else the backed-up name)")
+    p.add_argument("--replace", action="store_true", help="replace the tables the target already has (safety dump first)")
+    p.add_argument("--safety-dir", metavar="DIR", help="where the safety dump of the target is kept (default: the "
+                   "policy's local store)")
+    _common_restore_args(p)
+    p.set_defaults(func=restore_postgres.run)
 
     restore_journal_cmd.register(kinds, common, _RAW)

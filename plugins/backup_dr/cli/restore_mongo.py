@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, find_backup, fmt_bytes, local_store, newest_backup, open_policy_stores,
+from backup_dr.cli.common import (UsageError, backup_arg, check_restorable, fmt_bytes, local_store, open_policy_stores,
                                   resolve_conn, source_for, workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
@@ -102,18 +102,9 @@ def run(args) -> int:
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
     if at is not None:
         return _run_pitr(args, policy, stores, conn, at, collections, workdir)
-    catalog = Catalog(stores.opened)
-    if args.backup == "latest":
-        source = source_for(policy, args.source, ("mongodb",), "restore mongo")
-        entry = newest_backup(policy, catalog, source, ("full",), args.backup_class)
-    else:
-        entry = find_backup(catalog, args.backup)
-        if args.source and args.source != entry.bid.source:
-            raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
+    entry = backup_arg(args, policy, Catalog(stores.opened), "mongo", "restore mongo")
     manifest = entry.manifest()
-    if manifest.source_type != "mongodb":
-        raise UsageError(f"backup {entry.backup_id} is a {manifest.source_type} backup",
-                         hint=f"use: python -m backup_dr restore {'redis' if manifest.source_type == 'redis' else 'files'} {entry.backup_id} ...")
+    check_restorable(manifest, "mongo", "restore mongo")
     _check_selection(manifest, collections)
     safety = safety_dir(args.safety_dir, policy)
     log.info("restoring %s into MongoDB connection %s%s", entry.backup_id, conn.conn_id, f" database {args.db}" if args.db else "")
@@ -146,7 +137,7 @@ def _run_pitr(args, policy, stores, conn, typed, collections, workdir) -> int:
     second) or a ``bson.Timestamp`` (that exact entry)."""
     from backup_dr.core.pitr import restore_to_time  # only this command needs the PITR engine
 
-    source = policy.sources[source_for(policy, args.source, ("mongodb",), "restore mongo --at")]
+    source = policy.sources[source_for(policy, args.source, "mongo", "restore mongo --at")]
     ordered = dict(stores.opened)
     if args.from_store:
         ordered = {args.from_store: ordered[args.from_store]}

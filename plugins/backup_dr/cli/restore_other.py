@@ -22,36 +22,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backup_dr.cli.common import (UsageError, find_backup, newest_backup, open_policy_stores, refuse_uri, resolve_conn,
-                                  source_for, workdir_arg)
+from backup_dr.cli.common import (UsageError, backup_arg, check_restorable, open_policy_stores, refuse_uri, resolve_conn,
+                                  workdir_arg)
 from backup_dr.cli.good_copy import with_good_copy
 from backup_dr.cli.main import emit, load_policy_arg
 from backup_dr.cli.restore_journal_cmd import journal_root
-from backup_dr.core.artifacts.layout import kind_for
 from backup_dr.core.catalog import Catalog
+from backup_dr.core.engines import engine_for
 from backup_dr.core.policy_model import RedisSource
 from backup_dr.core.restores.journal import JournalDir
 from backup_dr.core.restores.workdirs import sweep_stale, work_dir
 
 log = logging.getLogger("backup_dr.cli")
-
-
-def _entry(args, policy, catalog, types: tuple[str, ...], what: str):
-    """The backup an argument names (id or ``latest``), checked to be of one of ``types``."""
-    if args.backup == "latest":
-        source = source_for(policy, args.source, types, what)
-        return newest_backup(policy, catalog, source, (kind_for(policy.sources[source]),), args.backup_class)
-    entry = find_backup(catalog, args.backup)
-    if args.source and args.source != entry.bid.source:
-        raise UsageError(f"backup {entry.backup_id} is of source {entry.bid.source!r}, not {args.source!r}")
-    return entry
-
-
-def _check_type(manifest, types: tuple[str, ...], what: str) -> None:
-    if manifest.source_type not in types:
-        other = {"mongodb": "mongo", "redis": "redis", "files": "files", "git": "git"}[manifest.source_type]
-        raise UsageError(f"backup {manifest.backup_id} is a {manifest.source_type} backup; {what} restores "
-                         f"{' / '.join(types)} backups", hint=f"use: python -m backup_dr restore {other} {manifest.backup_id} ...")
 
 
 # ----------------------------------------------------------------------------- redis
@@ -91,8 +73,8 @@ def run_redis(args) -> int:
         raise UsageError("--detach only applies to --to scratch")
     conn = None if to_scratch else resolve_conn(args.to, flag="--to")
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    entry = _entry(args, policy, Catalog(stores.opened), ("redis",), "restore redis")
-    _check_type(entry.manifest(), ("redis",), "restore redis")
+    entry = backup_arg(args, policy, Catalog(stores.opened), "redis", "restore redis")
+    check_restorable(entry.manifest(), "redis", "restore redis")
     if to_scratch:
         return _redis_scratch(args, policy, entry, stores, workdir)
     journal = JournalDir(journal_root(policy))
@@ -199,31 +181,21 @@ def _serve_until_interrupted(scratch) -> int:
 def run_files(args, *, git_only: bool = False) -> int:
     policy = load_policy_arg(args)
     workdir = workdir_arg(args.workdir)
-    types = ("git",) if git_only else ("files", "git")
-    what = "restore git" if git_only else "restore files"
+    command = "git" if git_only else "files"
+    what = f"restore {command}"
     target = Path(args.to).expanduser().absolute()
     stores = open_policy_stores(policy, [args.from_store] if args.from_store else None)
-    entry = _entry(args, policy, Catalog(stores.opened), types, what)
+    entry = backup_arg(args, policy, Catalog(stores.opened), command, what)
     manifest = entry.manifest()
-    _check_type(manifest, types, what)
-    is_bundle = manifest.source_type == "git"
-    if is_bundle and getattr(args, "overwrite", False):
-        raise UsageError("a git bundle is cloned into an absent or empty directory; --overwrite does not apply",
+    check_restorable(manifest, command, what)
+    engine = engine_for(manifest)  # files: extracted; git: the bundle cloned at its commit
+    if not engine.overwrites and getattr(args, "overwrite", False):
+        raise UsageError(f"a {engine.label} backup is cloned into an absent or empty directory; --overwrite does not apply",
                          hint="give a new directory with --to")
     sweep_stale(workdir)
     with work_dir("backup-dr-files-", workdir) as tmp:
-        if is_bundle:
-            from backup_dr.core.gitbundle import restore_git
-
-            result, attempts = with_good_copy(entry, stores, args.from_store, policy,
-                                              lambda store, m: restore_git(store, m, target, tmp))
-        else:
-            from backup_dr.core.files import restore_files
-
-            result, attempts = with_good_copy(entry, stores, args.from_store, policy,
-                                              lambda store, m: restore_files(store, m, target, workdir=tmp,
-                                                                             overwrite=args.overwrite,
-                                                                             journal=JournalDir(journal_root(policy))))
+        result, attempts = with_good_copy(entry, stores, args.from_store, policy, lambda store, m: engine.restore_into(
+            store, m, target, tmp, overwrite=getattr(args, "overwrite", False), journal=JournalDir(journal_root(policy))))
     data = {"ok": True, "backup_id": entry.backup_id, "kind": manifest.kind, **attempts.as_dict(),
             "target": str(target), "restore": result.as_dict()}
     emit(args, data, _files_text)

@@ -16,6 +16,7 @@ from backup_dr.cli.drill import run_drill, scratch_conn_id
 from backup_dr.cli.main import EXIT_FAILED, EXIT_OK, emit, load_policy_arg
 from backup_dr.core.artifacts.reader import load_manifest
 from backup_dr.core.catalog import Catalog
+from backup_dr.core.engines import engine_for
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.verify import record_verification, verify_copy
 
@@ -37,15 +38,16 @@ def register(sub, common) -> None:
         description="Re-read every file of the backup in every store holding it (or the named stores) and compare "
                     "size and sha256 with the manifest. Each result is kept as a verification record next to the "
                     "backup (--no-record to only read). --scratch also restores a good copy into a scratch target "
-                    "(MongoDB: ops.drill_scratch.mongodb_conn_id or --scratch-conn; Redis: a fresh local "
-                    "redis-server; files/git: a temp directory) and records a drill.",
+                    "(MongoDB: ops.drill_scratch.mongodb_conn_id or --scratch-conn; PostgreSQL: a fresh database on "
+                    "ops.drill_scratch.postgresql_conn_id or --scratch-conn; Redis: a fresh local redis-server; "
+                    "files/git: a temp directory) and records a drill.",
     )
     p.add_argument("backup_id", help="<class>.<source>.<kind>.<YYYYMMDDTHHMMSSZ>")
     p.add_argument("--store", action="append", metavar="NAME", help="only these stores (repeatable; a named store "
                    "without the backup counts as a bad copy)")
     p.add_argument("--scratch", action="store_true", help="also restore a good copy into a scratch target (a drill)")
-    p.add_argument("--scratch-conn", metavar="CONN_ID", help="MongoDB scratch instance (default: the policy's "
-                   "ops.drill_scratch.mongodb_conn_id); never a production source")
+    p.add_argument("--scratch-conn", metavar="CONN_ID", help="MongoDB or PostgreSQL scratch server (default: the "
+                   "policy's ops.drill_scratch.<type>_conn_id); never a production source")
     p.add_argument("--no-record", action="store_true", help="do not write verification/drill records (read-only access)")
     p.add_argument("--workdir", metavar="DIR", help="where downloaded copies are hashed and restored (default: system temp)")
     p.set_defaults(func=run)
@@ -70,8 +72,8 @@ def run(args) -> int:
     conn_id = None
     stores = open_policy_stores(policy, args.store)
     entry = find_backup(Catalog(stores.opened), args.backup_id)
-    if args.scratch and entry.bid.source in policy.sources and policy.sources[entry.bid.source].type == "mongodb":
-        conn_id = scratch_conn_id(policy, args.scratch_conn)  # checked before any long work
+    if args.scratch and entry.bid.source in policy.sources:
+        conn_id = scratch_conn_id(policy, engine_for(policy.sources[entry.bid.source]), args.scratch_conn)  # before any long work
     check = list(args.store) if args.store else [n for n in stores.opened if n in entry.copies]
     results: dict[str, dict[str, Any]] = {}
     manifests = {}

@@ -107,8 +107,14 @@ def _parse_job(issues: _Issues, path: str, body: Any, sources: dict[str, Source]
     if isinstance(src, MongoSource) and src.collections:
         extra = [c for c in job.collections if c not in src.collections]
         if extra:
-            issues.add(f"{path}.collections", f"{', '.join(extra)} not in sources.{src_name}.collections ({', '.join(src.collections)})")
+            issues.add(f"{path}.collections", f"{_names(extra)} not in sources.{src_name}.collections ({_names(src.collections)})")
     return None if issues.under(path) else job
+
+
+def _names(names, limit: int = 300) -> str:
+    """A list of names as messages quote it, cut short (a hostile policy may list thousands)."""
+    text = ", ".join(names)
+    return text if len(text) <= limit else f"{text[: limit - 20]}… ({len(names)} names)"
 
 
 def _parse_class(

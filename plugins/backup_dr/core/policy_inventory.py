@@ -7,7 +7,7 @@ problems (never raises); :mod:`backup_dr.core.policy` ties the sections together
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from backup_dr.core.policy_fields import (
     _as_duration,
@@ -33,10 +33,12 @@ from backup_dr.core.policy_model import (
     ObjectLock,
     Objective,
     Ops,
+    PostgresSource,
     RedisSource,
     Source,
     StoreSpec,
 )
+from backup_dr.core.errors import PolicyError
 from backup_dr.core.times import NAIVE_RULES, BadTimeInput, zone
 
 
@@ -120,64 +122,94 @@ def _parse_store(issues: _Issues, name: str, body: Any) -> StoreSpec | None:
     return None if issues.under(path) else spec
 
 
+def _mongodb(r: _Reader, name: str) -> Source:
+    return MongoSource(
+        name=name,
+        conn_id=r.str("conn_id") or "",
+        database=r.str("database") or "",
+        collections=r.name_list("collections"),
+        read_preference=r.get(
+            "read_preference",
+            _one_of("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"),
+            "secondaryPreferred",
+        ),
+        compression=r.get("compression", _one_of("gzip", "zstd", "none"), "gzip"),
+        format=r.get("format", _one_of("archive", "directory"), "archive"),
+        queue=r.get("queue", _as_queue),
+    )
+
+
+def _redis(r: _Reader, name: str) -> Source:
+    src = RedisSource(
+        name=name,
+        conn_id=r.str("conn_id") or "",
+        mode=r.get("mode", _one_of("replication", "bgsave", "aof"), "replication"),
+        data_dir=r.str("data_dir"),
+        restart_command=r.get("restart_command", _as_str_list, ()),
+        queue=r.get("queue", _as_queue),
+    )
+    if src.mode in ("bgsave", "aof") and not src.data_dir:
+        r.issues.add(f"{r.path}.data_dir", f"mode {src.mode!r} copies files from the server's data dir; give its path")
+    return src
+
+
+def _files(r: _Reader, name: str) -> Source:
+    return FilesSource(
+        name=name,
+        path=r.str("path") or "",
+        include=r.name_list("include"),
+        exclude=r.name_list("exclude"),
+        modified_within=r.get("modified_within", _as_duration),
+        compression=r.get("compression", _one_of("zstd", "gzip"), "zstd"),
+        queue=r.get("queue", _as_queue),
+    )
+
+
+def _git(r: _Reader, name: str) -> Source:
+    return GitSource(name=name, path=r.str("path") or "", queue=r.get("queue", _as_queue))
+
+
+def _postgresql(r: _Reader, name: str) -> Source | None:
+    try:
+        return PostgresSource(name=name, conn_id=r.str("conn_id") or "", database=r.str("database"),
+                              schemas=r.name_list("schemas"), exclude_tables=r.name_list("exclude_tables"),
+                              queue=r.get("queue", _as_queue))
+    except PolicyError as e:
+        for where, why in e.issues:
+            r.issues.add(where, why)
+        return None
+
+
+#: per source type (one per engine in :mod:`backup_dr.core.engines`): its fields, the required
+#: ones, and the parser of the rest
+SOURCE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[_Reader, str], Source | None]]] = {
+    "mongodb": (("conn_id", "database", "collections", "read_preference", "compression", "format"), ("conn_id", "database"), _mongodb),
+    "redis": (("conn_id", "mode", "data_dir", "restart_command"), ("conn_id",), _redis),
+    "files": (("path", "include", "exclude", "modified_within", "compression"), ("path",), _files),
+    "git": (("path",), ("path",), _git),
+    "postgresql": (("conn_id", "database", "schemas", "exclude_tables"), ("conn_id",), _postgresql),
+}
+
+
 def _parse_source(issues: _Issues, name: str, body: Any) -> Source | None:
     path = f"sources.{name}"
     kind = body.get("type") if isinstance(body, dict) else None
     if _has_unset(kind):
         return None  # reported at sources.<name>.type with the variable's name
-    common = ("type", "queue")
-    if kind == "mongodb":
-        r = _Reader(issues, path, body, common + ("conn_id", "database", "collections", "read_preference", "compression", "format"), ("conn_id", "database"))
-        src: Source = MongoSource(
-            name=name,
-            conn_id=r.str("conn_id") or "",
-            database=r.str("database") or "",
-            collections=r.name_list("collections"),
-            read_preference=r.get(
-                "read_preference",
-                _one_of("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"),
-                "secondaryPreferred",
-            ),
-            compression=r.get("compression", _one_of("gzip", "zstd", "none"), "gzip"),
-            format=r.get("format", _one_of("archive", "directory"), "archive"),
-            queue=r.get("queue", _as_queue),
-        )
-    elif kind == "redis":
-        r = _Reader(issues, path, body, common + ("conn_id", "mode", "data_dir", "restart_command"), ("conn_id",))
-        src = RedisSource(
-            name=name,
-            conn_id=r.str("conn_id") or "",
-            mode=r.get("mode", _one_of("replication", "bgsave", "aof"), "replication"),
-            data_dir=r.str("data_dir"),
-            restart_command=r.get("restart_command", _as_str_list, ()),
-            queue=r.get("queue", _as_queue),
-        )
-        if src.mode in ("bgsave", "aof") and not src.data_dir:
-            issues.add(f"{path}.data_dir", f"mode {src.mode!r} copies files from the server's data dir; give its path")
-    elif kind == "files":
-        r = _Reader(issues, path, body, common + ("path", "include", "exclude", "modified_within", "compression"), ("path",))
-        src = FilesSource(
-            name=name,
-            path=r.str("path") or "",
-            include=r.name_list("include"),
-            exclude=r.name_list("exclude"),
-            modified_within=r.get("modified_within", _as_duration),
-            compression=r.get("compression", _one_of("zstd", "gzip"), "zstd"),
-            queue=r.get("queue", _as_queue),
-        )
-    elif kind == "git":
-        r = _Reader(issues, path, body, common + ("path",), ("path",))
-        src = GitSource(name=name, path=r.str("path") or "", queue=r.get("queue", _as_queue))
+    known = ", ".join(SOURCE_FIELDS)
+    if isinstance(body, dict) and isinstance(kind, str) and kind in SOURCE_FIELDS:
+        fields, required, parse = SOURCE_FIELDS[kind]
+        src = parse(_Reader(issues, path, body, ("type", "queue") + fields, required), name)
     elif not isinstance(body, dict):
-        issues.add(path, f"must be a mapping with a type (mongodb, redis, files, git), got {_type_name(body)}")
+        issues.add(path, f"must be a mapping with a type ({known}), got {_type_name(body)}")
         return None
     else:
         try:
-            _one_of("mongodb", "redis", "files", "git")(kind)
+            _one_of(*SOURCE_FIELDS)(kind)
         except ValueError as e:
-            issues.add(f"{path}.type", "is required (mongodb, redis, files, git)" if kind is None else str(e))
+            issues.add(f"{path}.type", f"is required ({known})" if kind is None else str(e))
         return None
-    return None if issues.under(path) else src
+    return None if src is None or issues.under(path) else src
 
 
 def _parse_alerts(issues: _Issues, data: Any, fallback: Alerts | None = None) -> Alerts:
@@ -212,14 +244,15 @@ def _parse_ops(issues: _Issues, data: Any) -> Ops:
     if data is None:
         return Ops()
     r = _Reader(issues, "ops", data, ("health_schedule", "drill_schedule", "drill_scratch", "app_health_url", "repoint_webhook_conn_id"))
-    scratch = None
+    scratch = pg_scratch = None
     if r.has("drill_scratch"):
-        sr = _Reader(issues, "ops.drill_scratch", r.data["drill_scratch"], ("mongodb_conn_id",))
-        scratch = sr.str("mongodb_conn_id")
+        sr = _Reader(issues, "ops.drill_scratch", r.data["drill_scratch"], ("mongodb_conn_id", "postgresql_conn_id"))
+        scratch, pg_scratch = sr.str("mongodb_conn_id"), sr.str("postgresql_conn_id")
     return Ops(
         health_schedule=r.get("health_schedule", cron_expression, Ops.health_schedule),
         drill_schedule=r.get("drill_schedule", cron_expression, Ops.drill_schedule),
         scratch_mongodb_conn_id=scratch,
+        scratch_postgresql_conn_id=pg_scratch,
         app_health_url=r.str("app_health_url"),
         repoint_webhook_conn_id=r.str("repoint_webhook_conn_id"),
     )

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Literal
 
 StoreType = Literal["local", "s3", "gcs"]
-SourceType = Literal["mongodb", "redis", "files", "git"]
+SourceType = Literal["mongodb", "redis", "files", "git", "postgresql"]
 
 #: The step kinds a DR scenario may use. Python decides how each is carried out.
 STEP_KINDS = (
@@ -122,7 +122,9 @@ class GitSource:
     type: SourceType = "git"
 
 
-Source = MongoSource | RedisSource | FilesSource | GitSource
+from backup_dr.core.postgres.source import PostgresSource  # noqa: E402 - the engine's own dataclass
+
+Source = MongoSource | RedisSource | FilesSource | GitSource | PostgresSource
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,12 @@ class Ops:
     scratch_mongodb_conn_id: str | None = None
     app_health_url: str | None = None
     repoint_webhook_conn_id: str | None = None  # DR "repoint" steps POST the new endpoints here
+    scratch_postgresql_conn_id: str | None = None
+
+    @property
+    def drill_scratch(self) -> dict[str, str | None]:
+        """``ops.drill_scratch`` as written: field -> conn id (engines name their field)."""
+        return {"mongodb_conn_id": self.scratch_mongodb_conn_id, "postgresql_conn_id": self.scratch_postgresql_conn_id}
 
 
 @dataclass(frozen=True)

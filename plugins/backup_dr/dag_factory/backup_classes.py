@@ -24,6 +24,7 @@ Shape (critical_data shown; the other classes add one branch per source)::
 from __future__ import annotations
 
 from backup_dr.core.durations import format_duration
+from backup_dr.core.engines import engine_for
 from backup_dr.core.policy_model import BackupClass, Job, Policy
 from backup_dr.core.routing import class_queue, dump_queue, pool_for, priority_weight
 from backup_dr.dag_factory.common import (
@@ -35,18 +36,11 @@ from backup_dr.dag_factory.common import (
     timetable,
 )
 
-_OPERATORS = {
-    "mongodb": ("backup_dr.operators.backup", "MongoDumpOperator"),
-    "redis": ("backup_dr.operators.backup", "RDBSnapshotOperator"),
-    "files": ("backup_dr.operators.backup", "FileArchiveOperator"),
-    "git": ("backup_dr.operators.backup", "GitBundleOperator"),
-}
-
-
-def _operator_class(source_type: str):
+def _operator_class(engine):
+    """The engine's backup operator (named as ``module:Class``: core does not import Airflow)."""
     import importlib
 
-    module, name = _OPERATORS[source_type]
+    module, name = engine.backup_operator.split(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -58,7 +52,7 @@ def _doc(policy: Policy, cls: BackupClass) -> str:
     rows = []
     for job in cls.jobs:
         src = policy.sources[job.source]
-        what = getattr(src, "database", None) or getattr(src, "path", None) or getattr(src, "conn_id", "")
+        what = engine_for(src).target(src)
         extra = " (schema only)" if job.metadata_only else (f" collections: {', '.join(job.collections)}" if job.collections else "")
         rows.append(
             f"| `{job_task_id(job)}` | {src.type} `{job.source}` {what}{extra} | {job.priority} | "
@@ -125,9 +119,9 @@ def build_backup_dag(policy: Policy, cls: BackupClass):
                        + (f", queue `{queue}`." if queue else "."),
                 **({"queue": queue} if queue else {}),
             )
-            if src.type == "mongodb":
-                kwargs.update(collections=list(job.collections) or None, metadata_only=job.metadata_only)
-            backup = _operator_class(src.type)(**kwargs)
+            engine = engine_for(src)
+            kwargs.update(engine.job_options(job))
+            backup = _operator_class(engine)(**kwargs)
             tail = backup
             if remote:
                 tail = ReplicateOperator.partial(

@@ -3,6 +3,7 @@
     bash scripts/demo.sh            # or: PYTHONPATH=plugins .venv/bin/python -m backup_dr.devstack.demo
 
 1. starts the stand-ins on 127.0.0.1 (SecantusDB for MongoDB + a scratch instance, redis-server,
+   a private PostgreSQL cluster standing in for Airflow's metadata DB (the `airflow_db` source),
    moto for S3, the GCS emulator, an SMTP sink and a webhook sink), each on a free port;
 2. seeds realistic Korean public-data documents and cache keys;
 3. runs ``backup_critical_data`` (dump, replicate to S3 + GCS with byte-for-byte verification,
@@ -93,6 +94,7 @@ def start_services(work: Path):
     _conn("slack_backup_alerts", conn_type="slackwebhook", host=f"{services['hooks'].url}/services", password="T0/B0/demo")
     _conn("dr_repoint_webhook", conn_type="http", host=f"{services['hooks'].url}/admin/repoint")
     os.environ["BACKUP_DR_APP_HEALTH_URL"] = f"{services['hooks'].url}/health"
+    _start_postgres(services)
     services["s3"].client().create_bucket(Bucket="korea-public-data-backups")
     services["gcs"].client().create_bucket("korea-public-data-backups")
     counts = sample_data.seed_mongo(m.client())
@@ -100,6 +102,31 @@ def start_services(work: Path):
     make_app_dir(work / "app")
     _say(f"  seeded MongoDB korea_public_data: {', '.join(f'{k} {v}' for k, v in counts.items())}; Redis: {keys} keys")
     return services
+
+
+def _start_postgres(services: dict) -> None:
+    """The policy's ``airflow_db`` (Airflow's metadata DB; the demo's own Airflow runs on SQLite):
+    a private PostgreSQL cluster holding a small Airflow-like database, plus the drill scratch."""
+    from backup_dr.devstack.postgres import PrivateCluster
+
+    if not PrivateCluster.available():
+        _say("  PostgreSQL (initdb) not installed: backup_configuration's airflow_db task will fail (scripts/setup.sh installs it)")
+        return
+    # its own directory in /tmp: the cluster runs as the postgres user, which must reach it
+    pg = services["postgres"] = PrivateCluster(user="airflow", password="demo-pg-secret").start()
+    import psycopg2
+
+    for database, sql in (("postgres", "CREATE DATABASE airflow"),
+                          ("airflow", "CREATE TABLE dag_run (id serial PRIMARY KEY, dag_id text, state text); INSERT INTO "
+                                      "dag_run (dag_id, state) SELECT 'backup_critical_data', 'success' FROM generate_series(1, 100)")):
+        db = psycopg2.connect(host="127.0.0.1", port=pg.port, user=pg.user, password=pg.password, dbname=database)
+        db.autocommit = True
+        try:
+            db.cursor().execute(sql)
+        finally:
+            db.close()
+    for conn_id, database in (("airflow_metadata_db", "airflow"), ("pg_scratch", "postgres")):
+        _conn(conn_id, conn_type="postgres", host="127.0.0.1", port=pg.port, login=pg.user, password=pg.password, schema=database)
 
 
 def run_dag(dag_id: str, **kw):
@@ -202,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     _env(work)
-    _say("backup-dr demo: starting local stand-ins (MongoDB wire protocol, Redis, S3, GCS, SMTP, webhooks)")
+    _say("backup-dr demo: starting local stand-ins (MongoDB wire protocol, Redis, PostgreSQL, S3, GCS, SMTP, webhooks)")
     services = start_services(work)
     env_file = work / "cli.env"
     try:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from backup_dr.core.artifacts.manifest import Manifest
 from backup_dr.core.connections import redact
+from backup_dr.core.engines import Connector
 from backup_dr.core.errors import BackupDRError, ConnectionConfigError, TransientError
 from backup_dr.core.policy import default_policy_path, load_policy
 from backup_dr.core.policy_model import Policy
@@ -38,6 +39,10 @@ def get_policy(path: str | os.PathLike | None = None) -> Policy:
     p = Path(path or default_policy_path())
     env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BACKUP_DR_")))
     return _cached_policy(str(p), p.stat().st_mtime, env_key)
+
+
+#: how the engines reach a connection from inside a task: Airflow Connections and MongoHook (the hooks)
+CONNECTOR = Connector(conn_info=lambda conn_id: conn_info(conn_id), mongo_client=lambda conn_id, **o: mongo_client(conn_id, **o))
 
 
 def run_after(context: dict) -> datetime:

@@ -1,14 +1,17 @@
-"""Backup operators: one per source type, all writing through the same ArtifactWriter path.
+"""Backup operators: thin over the source engines, all writing through the same ArtifactWriter path.
 
 Each one resolves the class and source from the policy, derives the deterministic backup id
 from the run's ``run_after`` (a retry reuses and overwrites its own partial work), calls the
-core job function, and returns a small summary to XCom. Example::
+source's engine (:mod:`backup_dr.core.engines`), and returns a small summary to XCom. A
+type-specific operator exists only where a task has options of its own (MongoDB collections,
+git deploy refs); any other engine runs under :class:`SourceBackupOperator`. Example::
 
     MongoDumpOperator(task_id="backup_mongodb", backup_class="critical_data", source="mongodb")
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator, Context
@@ -16,13 +19,13 @@ from airflow.sdk import BaseOperator, Context
 from backup_dr.core.artifacts.layout import BackupId, kind_for
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.crypto.keys import encryption_for_class
+from backup_dr.core.engines import BackupRequest, engine_for
 from backup_dr.core.policy_model import BackupClass, Job, Policy
-from backup_dr.hooks import SourceHook, local_store
-from backup_dr.operators._common import get_policy, manifest_summary, run_after, translate_errors
+from backup_dr.operators._common import CONNECTOR, conn_info, get_policy, local_store, manifest_summary, run_after, translate_errors
 
 
 class _BackupOperator(BaseOperator):
-    """Shared ``execute``: subclasses implement :meth:`run` and name their artifact ``kind``."""
+    """Shared ``execute``: the engine does the work; subclasses add their options in :meth:`request`."""
 
     template_fields: Sequence[str] = ("backup_class", "source")
     ui_color = "#e8f4ea"
@@ -36,8 +39,17 @@ class _BackupOperator(BaseOperator):
     def kind(self, src) -> str:
         return kind_for(src)
 
+    def request(self, src, context: Context) -> BackupRequest:
+        """What this task asks of the engine besides the source (subclasses add their options)."""
+        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else 3600.0
+        return BackupRequest(timeout=timeout, now=run_after(context))
+
     def run(self, policy: Policy, cls: BackupClass, src, writer: ArtifactWriter, context: Context):
-        raise NotImplementedError
+        request = self.request(src, context)
+        conn_id = request.conn_id or getattr(src, "conn_id", None)
+        secrets = conn_info(conn_id).secrets if conn_id else []  # scrubbed from any error the engine raises
+        with translate_errors(*secrets, conn_id=conn_id):
+            return engine_for(src).backup(src, writer, CONNECTOR, request)
 
     def execute(self, context: Context) -> dict[str, Any]:
         policy = get_policy(self.policy_path)
@@ -77,14 +89,9 @@ class MongoDumpOperator(_BackupOperator):
     def kind(self, src) -> str:
         return kind_for(src, metadata_only=self.metadata_only)
 
-    def run(self, policy, cls, src, writer, context):
-        from backup_dr.core.mongo.backup import backup_mongodb
-
-        hook = SourceHook(self.mongo_conn_id or src.conn_id)
+    def request(self, src, context):
         job = Job(source=src.name, collections=tuple(self.collections or ()), metadata_only=self.metadata_only)
-        with translate_errors(*hook.secrets, conn_id=hook.source_conn_id):
-            with hook.mongo_client(readPreference=src.read_preference) as client:
-                return backup_mongodb(client, src, job, writer, secrets=hook.secrets)
+        return replace(super().request(src, context), job=job, conn_id=self.mongo_conn_id or src.conn_id)
 
 
 class RDBSnapshotOperator(_BackupOperator):
@@ -100,24 +107,13 @@ class RDBSnapshotOperator(_BackupOperator):
         super().__init__(**kwargs)
         self.redis_conn_id = redis_conn_id
 
-    def run(self, policy, cls, src, writer, context):
-        from backup_dr.core.redis.backup import backup_redis
-
-        conn = SourceHook(self.redis_conn_id or src.conn_id).info
-        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else 3600.0
-        with translate_errors(*conn.secrets):
-            return backup_redis(conn, src, writer, timeout=timeout)
+    def request(self, src, context):
+        return replace(super().request(src, context), conn_id=self.redis_conn_id or src.conn_id)
 
 
 class FileArchiveOperator(_BackupOperator):
     """Archive a directory (config, recent logs, uploads) into one tar (zstd or gzip) that stock
     ``tar`` extracts; include/exclude globs and ``modified_within`` come from the policy."""
-
-    def run(self, policy, cls, src, writer, context):
-        from backup_dr.core.files import backup_files
-
-        with translate_errors():
-            return backup_files(src, writer, now=run_after(context))
 
 
 class GitBundleOperator(_BackupOperator):
@@ -143,11 +139,25 @@ class GitBundleOperator(_BackupOperator):
                 info[key] = str(value)
         return info
 
-    def run(self, policy, cls, src, writer, context):
-        from backup_dr.core.gitbundle import backup_git
-
+    def request(self, src, context):
         info = self.deploy_info(context)
         self.log.info("deploy: ref=%s image=%s digest=%s", info.get("ref", "HEAD"), info.get("image"), info.get("image_digest"))
-        with translate_errors():
-            return backup_git(src, writer, ref=info.get("ref", "HEAD"), image_ref=info.get("image") or None,
-                              image_digest=info.get("image_digest") or None)
+        return replace(super().request(src, context), deploy=info)
+
+
+class SourceBackupOperator(_BackupOperator):
+    """Back up a source of any type through its engine (:mod:`backup_dr.core.engines`), e.g. a
+    PostgreSQL database with stock ``pg_dump --format=custom``: the operator of every engine
+    that needs no task options of its own.
+
+    :param conn_id: override the source's connection id (templated)
+    """
+
+    template_fields: Sequence[str] = ("backup_class", "source", "conn_id")
+
+    def __init__(self, *, conn_id: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    def request(self, src, context):
+        return replace(super().request(src, context), conn_id=self.conn_id or getattr(src, "conn_id", None))

@@ -21,6 +21,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from backup_dr.core.artifacts.layout import BackupId
+from backup_dr.core.engines import class_source
 from backup_dr.core.good_copy import with_good_copy
 from backup_dr.core.restores.journal import JournalDir
 from backup_dr.core.restores.workdirs import sweep_stale, work_dir
@@ -81,7 +82,7 @@ class MongoRestoreOperator(BaseOperator):
 
         policy = get_policy(self.policy_path)
         cls = policy.classes[self.backup_class]
-        source = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "mongodb" and not j.metadata_only)
+        source = self.source or class_source(policy, cls.name, "mongodb")
         secrets = conn_info(self.target_conn_id).secrets
         local = local_store(policy, cls.name)
         sweep_stale()  # download dirs a killed earlier attempt left behind
@@ -138,7 +139,7 @@ class RedisRestoreOperator(BaseOperator):
 
         policy = get_policy(self.policy_path)
         cls = policy.classes[self.backup_class]
-        name = self.source or next(j.source for j in cls.jobs if policy.sources[j.source].type == "redis")
+        name = self.source or class_source(policy, cls.name, "redis")
         src = policy.sources[name]
         if self.mode not in ("scratch", "load", "data_dir"):
             raise AirflowFailException(f"mode {self.mode!r} is not one of scratch, load, data_dir")

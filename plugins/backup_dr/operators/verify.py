@@ -16,8 +16,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.drill import run_drill
+from backup_dr.core.engines import engine_for
+from backup_dr.core.errors import BackupDRError
 from backup_dr.hooks import open_available
-from backup_dr.operators._common import get_policy, local_store, mongo_client, open_store, translate_errors
+from backup_dr.operators._common import CONNECTOR, get_policy, local_store, open_store, translate_errors
 from backup_dr.operators.dr import typed_time
 
 
@@ -61,10 +63,9 @@ class VerifyRestoreOperator(BaseOperator):
             name = self.store if self.store in entry.complete_in else next(n for n in reversed(cls.stores) if n in entry.complete_in)
             manifest = entry.manifest()
             self.log.info("drill: restoring %s from %s (%s) to a scratch target", entry.backup_id, name, stores[name].describe())
-            if manifest.source_type == "mongodb" and not policy.ops.scratch_mongodb_conn_id:
-                raise AirflowFailException("ops.drill_scratch.mongodb_conn_id is not set: MongoDB drills need a scratch instance")
-            scratch = (lambda: mongo_client(policy.ops.scratch_mongodb_conn_id)) if manifest.source_type == "mongodb" else None
-            result = run_drill(manifest, stores[name], policy, scratch_mongo=scratch)
+            engine = engine_for(manifest)
+            scratch = engine.open_scratch(CONNECTOR, engine.scratch_conn_id(policy))  # refused when the policy names none
+            result = run_drill(manifest, stores[name], policy, scratch=scratch)
             rto = cls.objective.rto.total_seconds()
             record = {**result, "dag_run": context["run_id"]}
             record_verification(stores[name], manifest, record)

@@ -3,7 +3,9 @@ trust auth), each uniquely named and dropped afterwards, and writers with fresh 
 
 ``shop_db`` is a small shop (2 000 customers, 6 000 orders, a table without a primary key, a
 quoted schema/table name, a view, a foreign key, Korean text, jsonb, arrays, bytea and
-KST-entered times). Helpers live in ``pg_support.py``.
+KST-entered times). ``airflow_template`` is a real Airflow metadata DB (``airflow db migrate``,
+see ``airflow_meta.py``; ~30 s, once per session) that ``clone()`` copies. Helpers live in
+``pg_support.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.writer import ArtifactWriter
 from backup_dr.core.stores.local import LocalStore
 
-from pg_support import conninfo, create_db, drop_db, seed_shop, unique
+from airflow_meta import BASE_URL, CONN_PASSWORD, DAG_RUN, Airflow
+from pg_support import conninfo, create_db, drop_db, execute, seed_shop, unique
 
 STAMP0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
@@ -73,3 +76,33 @@ def new_writer(store):
 def pg_conn():
     """``pg_conn(database)``: a ConnInfo for the machine's server."""
     return conninfo
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory):
+    from cryptography.fernet import Fernet
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    (home / "dags").mkdir()
+    return Airflow(home, Fernet.generate_key().decode())
+
+
+@pytest.fixture(scope="session")
+def airflow_template(airflow):
+    """A migrated Airflow metadata DB with a connection, a variable and a DAG run; tests clone it."""
+    name = create_db(unique("bdr_af_tpl"))
+    try:
+        airflow.run(name, ["db", "migrate"],
+                    ["connections", "add", "korea_api_db", "--conn-type", "mongo", "--conn-host", "mongo1.internal",
+                     "--conn-port", "27017", "--conn-login", "api", "--conn-password", CONN_PASSWORD],
+                    ["variables", "set", "korea_api_base_url", BASE_URL])
+        execute(name, DAG_RUN)
+        yield name
+    finally:
+        drop_db(name)
+
+
+@pytest.fixture
+def clone(airflow_template, new_db):
+    """``clone(prefix)``: a copy of the migrated Airflow metadata DB (dropped at teardown)."""
+    return lambda prefix="bdr_af": new_db(prefix, template=airflow_template)

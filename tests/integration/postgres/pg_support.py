@@ -3,22 +3,16 @@ password-protected cluster, and a writer that keeps committing while a backup ru
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg2
 
 from backup_dr.core.connections import ConnInfo
-from backup_dr.devstack.servers import ManagedProcess, free_port
+from backup_dr.devstack.postgres import PG_BIN, PrivateCluster  # noqa: F401 - the tests' private cluster
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def conninfo(database: str | None, *, host: str = HOST, port: int = PORT, user: str = USER,
@@ -142,62 +136,3 @@ class Writer(threading.Thread):
         self._halt.set()
         self.join(timeout=30)
         return self.commits
-
-
-class PrivateCluster(ManagedProcess):
-    """A throwaway PostgreSQL 15 cluster that demands passwords (scram-sha-256) over TCP, for the
-    tests that must prove the password reaches pg_dump/pg_restore without being on argv."""
-
-    name = "postgres"
-
-    def __init__(self, workdir=None, *, user: str, password: str):
-        super().__init__(workdir)
-        self.user, self.password, self.port = user, password, free_port()
-        self.data = Path(self.workdir) / "data"
-        self.socket_dir = Path(self.workdir) / "sock"
-
-    @staticmethod
-    def available() -> bool:
-        return (PG_BIN / "initdb").exists() and (os.geteuid() != 0 or shutil.which("runuser") is not None)
-
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-    def start(self, timeout: float = 60.0):
-        Path(self.workdir).mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.workdir, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
-        init = subprocess.run(self._as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=trust",
-                                              "--auth-host=scram-sha-256", "-U", "postgres", "-E", "UTF8",
-                                              "--locale=C.UTF-8"]), capture_output=True, text=True, timeout=120)
-        if init.returncode != 0:
-            raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
-        super().start(timeout)
-        db = psycopg2.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres")
-        db.autocommit = True
-        with db.cursor() as cur:  # the password travels in the protocol, not on any command line
-            cur.execute(f'CREATE ROLE "{self.user}" LOGIN CREATEDB PASSWORD %s', (self.password,))
-        db.close()
-        return self
-
-    def command(self) -> list[str]:
-        return self._as_owner([str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.socket_dir}",
-                               "-c", "fsync=off"])
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT) of our process group: runuser and the postmaster it started."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
-        self.proc = None
-
-    def ready(self) -> bool:
-        psycopg2.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres").close()
-        return True

@@ -1,9 +1,9 @@
 """The proof of issue 16: back up AIRFLOW'S OWN metadata database and bring it back.
 
 A fresh PostgreSQL database is migrated by the venv's ``airflow db migrate`` (temp
-AIRFLOW_HOME, a real fernet key), given a connection and a variable with the airflow CLI and
-a DAG run row, then backed up by the engine while an "Airflow" keeps writing (audit log rows,
-pool changes), drilled into a scratch database (every table equal to the manifest), restored
+AIRFLOW_HOME, a real fernet key; ``airflow_meta.py`` and conftest.py), given a connection and a
+variable with the airflow CLI and a DAG run row, then backed up by the engine while an
+"Airflow" keeps writing (audit log rows, pool changes), drilled into a scratch database (every table equal to the manifest), restored
 onto another database (where the airflow CLI reads the connection's password and the
 variable back through the same fernet key), and restored onto a live Airflow database with a
 forced failure that must roll back byte for byte as the table hashes measure it.
@@ -12,14 +12,9 @@ forced failure that must roll back byte for byte as the table hashes measure it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
 from backup_dr.core.artifacts.layout import BackupId
 from backup_dr.core.artifacts.writer import ArtifactWriter
@@ -29,70 +24,12 @@ from backup_dr.core.postgres.backup import backup_postgres
 from backup_dr.core.postgres.drill import drill_postgres
 from backup_dr.core.postgres.restore import restore_postgres
 
-from pg_support import HOST, PORT, USER, conninfo, create_db, drop_db, execute, query, then_a_client_writes, unique
+from airflow_meta import BASE_URL, CONN_PASSWORD
+from pg_support import conninfo, execute, query, then_a_client_writes
 from test_pg_tables import prints
 
 pytestmark = pytest.mark.slow  # `airflow db migrate` alone takes ~30 s on a shared 2-core box
-CLI = Path(__file__).with_name("airflow_cli.py")
 STAMP0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
-CONN_PASSWORD = "S3cr3t-AF-conn-5d21"
-BASE_URL = "https://apis.data.go.kr/1230000/ad/BidPublicInfoService"
-DAG_RUN = ("INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, run_after, conf) VALUES "
-           "('backup_critical_data', 'scheduled__2026-11-26T08:00:00+00:00', 'scheduled', 'success', "
-           "'2026-11-26 17:00:00+09', '2026-11-26 17:00:00+09', '{\"source\": \"mongodb\"}')")
-
-
-class Airflow:
-    """The venv's airflow CLI against one metadata database (one process per call)."""
-
-    def __init__(self, home: Path, fernet_key: str):
-        self.home, self.fernet_key = home, fernet_key
-
-    def run(self, database: str, *commands: list[str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update({"AIRFLOW_HOME": str(self.home), "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(self.home / "dags"),
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{USER}@{HOST}:{PORT}/{database}"})
-        argv = [sys.executable, str(CLI)]
-        for i, command in enumerate(commands):
-            argv += (["--next"] if i else []) + command
-        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        sections, name = {}, None
-        for line in out.stdout.splitlines():
-            if line.startswith("=== "):
-                name = line[4:]
-                sections[name] = ""
-            elif name:
-                sections[name] += line + "\n"
-        return sections
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    return Airflow(home, Fernet.generate_key().decode())
-
-
-@pytest.fixture(scope="module")
-def airflow_template(airflow):
-    """A migrated metadata DB with a connection, a variable and a DAG run; tests clone it."""
-    name = create_db(unique("bdr_af_tpl"))
-    try:
-        airflow.run(name, ["db", "migrate"],
-                    ["connections", "add", "korea_api_db", "--conn-type", "mongo", "--conn-host", "mongo1.internal",
-                     "--conn-port", "27017", "--conn-login", "api", "--conn-password", CONN_PASSWORD],
-                    ["variables", "set", "korea_api_base_url", BASE_URL])
-        execute(name, DAG_RUN)
-        yield name
-    finally:
-        drop_db(name)
-
-
-@pytest.fixture
-def clone(airflow_template, new_db):
-    return lambda prefix="bdr_af": new_db(prefix, template=airflow_template)
 
 
 def airflow_writes(database: str, note: str) -> None:

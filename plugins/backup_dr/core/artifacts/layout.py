@@ -85,12 +85,11 @@ class BackupId:
 
 
 def kind_for(source, *, metadata_only: bool = False) -> str:
-    """The artifact kind a policy source produces (``schema`` for a metadata-only MongoDB job)."""
-    if metadata_only:
-        return "schema"
-    if source.type == "redis":
-        return "aof" if getattr(source, "mode", None) == "aof" else "rdb"
-    return {"mongodb": "full", "files": "files", "git": "bundle"}[source.type]
+    """The artifact kind a policy source produces (``schema`` for a metadata-only MongoDB job);
+    its engine decides (:mod:`backup_dr.core.engines`)."""
+    from backup_dr.core.engines import engine_for
+
+    return engine_for(source).artifact_kind(source, metadata_only=metadata_only)
 
 
 def class_prefix(backup_class: str | None = None, source: str | None = None) -> str:

@@ -1,7 +1,7 @@
-"""What the policy says about one PostgreSQL source (the engine's own dataclass for now).
+"""What the policy says about one PostgreSQL source (``type: postgresql``).
 
-When the engine registry lands, the policy schema (``core/policy*.py``) gains a source type
-``postgresql`` with these fields, validated into this dataclass::
+The policy schema (:mod:`backup_dr.core.policy_inventory`) validates these fields into this
+dataclass; :mod:`backup_dr.core.engines.postgresql` is the engine over it::
 
     sources:
       airflow_db:
@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from backup_dr.core.errors import PolicyError
+from backup_dr.core.policy_io import _short
 
 _TABLE = re.compile(r"^[^.\s\"]+\.[^.\s\"]+$")
 
@@ -41,6 +42,7 @@ class PostgresSource:
     database: str | None = None
     schemas: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
+    queue: str | None = None  # Celery queue of its dumps (see backup_dr.core.routing)
     type: str = "postgresql"
 
     def __post_init__(self) -> None:
@@ -48,9 +50,9 @@ class PostgresSource:
         for i, table in enumerate(self.exclude_tables):
             if not _TABLE.match(table):
                 issues.append((f"sources.{self.name}.exclude_tables[{i}]",
-                               f"{table!r} is not an exact 'schema.table' name (e.g. public.log); patterns are not accepted"))
+                               f"{_short(table)} is not an exact 'schema.table' name (e.g. public.log); patterns are not accepted"))
         for i, schema in enumerate(self.schemas):
             if not schema or "." in schema or '"' in schema:
-                issues.append((f"sources.{self.name}.schemas[{i}]", f"{schema!r} is not a schema name"))
+                issues.append((f"sources.{self.name}.schemas[{i}]", f"{_short(schema)} is not a schema name"))
         if issues:
             raise PolicyError(issues)

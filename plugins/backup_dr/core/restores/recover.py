@@ -1,4 +1,4 @@
-"""Rolling back an interrupted restore from its journal record, whatever its engine.
+"""Rolling back an interrupted restore from its journal record, by the engine that wrote it.
 
 One entry point for the CLI (``restore rollback``) and the DR DAG (``interrupted_restore:
 rollback``), so both undo a dead restore the same way. Connections are given as callables
@@ -12,10 +12,10 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 from backup_dr.core.connections import ConnInfo
+from backup_dr.core.engines import ENGINES, Connector, engine_for_journal
 from backup_dr.core.errors import RestoreRefused
 from backup_dr.core.restores.journal import JournalDir, JournalEntry
 
-ENGINES = ("mongodb", "redis_load", "redis_data_dir", "files")
 
 
 def target_conn_id(entry: JournalEntry, override: str | None) -> str:
@@ -33,22 +33,15 @@ def roll_back(journal: JournalDir, entry: JournalEntry, *, mongo_client: Callabl
     if entry.alive:
         raise RestoreRefused(f"the restore of journal record {entry.id} is still running ({entry.describe()})",
                              hint="wait for it: a running restore rolls itself back if it fails")
-    if entry.engine == "mongodb":
-        from backup_dr.core.mongo.interrupted import rollback_interrupted
+    engine = engine_for_journal(entry.engine)
+    if engine is None:
+        raise RestoreRefused(f"journal record {entry.id} is of an unknown engine {entry.engine!r}",
+                             hint=f"known: {', '.join(journal_engines())}; a newer backup_dr wrote it?")
+    connector = Connector(conn_info=redis_conn, mongo_client=mongo_client)
+    target = target_conn_id(entry, conn_id) if engine.journal_needs_conn else None
+    return engine.roll_back_interrupted(journal, entry, connector, target, secrets=secrets)
 
-        with mongo_client(target_conn_id(entry, conn_id)) as client:
-            return rollback_interrupted(client, journal, entry, secrets=secrets)
-    if entry.engine == "redis_load":
-        from backup_dr.core.redis.interrupted import rollback_interrupted_load
 
-        return rollback_interrupted_load(redis_conn(target_conn_id(entry, conn_id)), journal, entry)
-    if entry.engine == "redis_data_dir":
-        from backup_dr.core.redis.interrupted import rollback_interrupted_data_dir
-
-        return rollback_interrupted_data_dir(redis_conn(target_conn_id(entry, conn_id)), journal, entry)
-    if entry.engine == "files":
-        from backup_dr.core.files.interrupted import rollback_interrupted_files
-
-        return rollback_interrupted_files(journal, entry)
-    raise RestoreRefused(f"journal record {entry.id} is of an unknown engine {entry.engine!r}",
-                         hint=f"known: {', '.join(ENGINES)}; a newer backup_dr wrote it?")
+def journal_engines() -> list[str]:
+    """Every journal engine name a restore of this release writes."""
+    return [name for e in ENGINES.values() for name in e.journal_engines]
