@@ -20,8 +20,8 @@ SOURCE_TYPES = set(ENGINES)
 #: the registry and the engine packages themselves may name their own type
 ALLOWED = ("core/engines/", "core/mongo/", "core/redis/", "core/files/", "core/postgres/", "core/gitbundle.py",
            "core/policy_inventory.py")  # the policy schema: one parser per engine, keyed by type (checked below)
-#: TODO(lead, at the h16b merge): owned by the DR helper; route these through the registry, then empty this list
-TODO = ("operators/dr.py", "operators/dr_restore.py", "dag_factory/dr.py")
+#: files still allowed to dispatch on a source type by name (none: the DR steps in core/dr/ go through the registry too)
+TODO: tuple[str, ...] = ()
 
 
 def _names_source_type(node: ast.AST) -> bool:

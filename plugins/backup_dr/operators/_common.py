@@ -41,7 +41,7 @@ def get_policy(path: str | os.PathLike | None = None) -> Policy:
     return _cached_policy(str(p), p.stat().st_mtime, env_key)
 
 
-#: how the engines reach a connection from inside a task: Airflow Connections and MongoHook (the hooks)
+#: how the engines reach a connection from inside a task: Airflow Connections, through the hooks
 CONNECTOR = Connector(conn_info=lambda conn_id: conn_info(conn_id), mongo_client=lambda conn_id, **o: mongo_client(conn_id, **o))
 
 

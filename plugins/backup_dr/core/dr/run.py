@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from backup_dr.core.connections import ConnInfo
+from backup_dr.core.engines import engine_for
 from backup_dr.core.errors import BackupDRError
 from backup_dr.core.policy_model import BackupClass, Policy, Scenario
 from backup_dr.core.stores.base import Store
@@ -27,23 +28,21 @@ class DrStepFailed(BackupDRError):
 
 # ----------------------------------------------------------------------------- source types (the one dispatch)
 
-DATABASE_TYPE = "mongodb"  # what `restore` / `validate` / `safety_backup` recover
-CACHE_TYPE = "redis"  # what `restore_redis` loads
 
 
 def database_source(policy: Policy, cls: BackupClass):
     """The scenario's database: the class's first full (not metadata-only) MongoDB job's source."""
     for job in cls.jobs:
         src = policy.sources[job.source]
-        if src.type == DATABASE_TYPE and not job.metadata_only:
+        if engine_for(src).dr_role == "database" and not job.metadata_only:
             return src
-    raise BackupDRError(f"class {cls.name!r} backs up no {DATABASE_TYPE} source in full",
+    raise BackupDRError(f"class {cls.name!r} backs up no database source in full",
                         hint="a DR scenario's backup_class must hold a full MongoDB backup job")
 
 
 def cache_source(policy: Policy):
     """The policy's Redis source (the cache a full-infrastructure recovery reloads), or None."""
-    return next((s for s in policy.sources.values() if s.type == CACHE_TYPE), None)
+    return next((s for s in policy.sources.values() if engine_for(s).dr_role == "cache"), None)
 
 
 # ----------------------------------------------------------------------------- params

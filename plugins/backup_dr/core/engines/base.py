@@ -67,6 +67,9 @@ class SourceEngine:
     :cvar scratch_separate_server: the scratch must be another server than every source of
         this type (MongoDB restores whole databases); False when the drill creates a fresh
         database of its own and drops it (PostgreSQL)
+    :cvar dr_role: what the DR scenarios (:mod:`backup_dr.core.dr`) recover it as: ``"database"``
+        (restore, point in time, safety backup, validate) or ``"cache"`` (reloaded); None: only
+        as files or not at all
     """
 
     type: ClassVar[str]
@@ -77,6 +80,7 @@ class SourceEngine:
     scratch_separate_server: ClassVar[bool] = False
     #: the restore-journal ``engine`` names its restores record (:mod:`backup_dr.core.restores.journal`)
     journal_engines: ClassVar[tuple[str, ...]] = ()
+    dr_role: ClassVar[str | None] = None
     #: rolling such a record back connects to its target (a directory swap does not)
     journal_needs_conn: ClassVar[bool] = True
 

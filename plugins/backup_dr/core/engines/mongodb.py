@@ -16,6 +16,7 @@ from backup_dr.core.policy_model import Job
 
 class MongoEngine(SourceEngine):
     type = "mongodb"
+    dr_role = "database"
     label = "MongoDB"
     restore_commands = ("mongo",)
     backup_operator = "backup_dr.operators.backup:MongoDumpOperator"

@@ -13,6 +13,7 @@ from backup_dr.core.engines.base import BackupRequest, Connector, SourceEngine
 
 class RedisEngine(SourceEngine):
     type = "redis"
+    dr_role = "cache"
     label = "Redis"
     restore_commands = ("redis",)
     backup_operator = "backup_dr.operators.backup:RDBSnapshotOperator"
