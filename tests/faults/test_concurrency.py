@@ -114,7 +114,8 @@ def test_worker_killed_mid_upload_then_the_retry_makes_exactly_one_backup(backup
     # left behind by the dead worker: a complete local backup, an unfinished multipart upload, no manifest in S3
     stores = policy_stores
     [entry] = Catalog(stores).list(include_incomplete=True)
-    assert entry.complete_in == ["local"], entry.copies
+    # S3 was cut mid-upload; GCS may or may not have finished before the kill (under load it can)
+    assert "local" in entry.complete_in and "s3" not in entry.complete_in, entry.copies
     leftover = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert len(leftover) == 1 and entry.backup_id in leftover[0]["Key"]
 
