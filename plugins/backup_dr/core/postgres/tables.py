@@ -52,12 +52,14 @@ ORDER BY 1, 2
 """
 
 #: Each row is rendered once (``t``): without a primary key the same text is both the sort
-#: key and what is hashed (rendering is most of the query's cost).
+#: key and what is hashed, and ``OFFSET 0`` keeps the planner from inlining the subquery and
+#: rendering every row twice (rendering is most of the query's cost). With a key the subquery
+#: is inlined, so the primary key's index still gives the order.
 _HASH = """
 SELECT coalesce(sum(n), 0)::bigint, md5(coalesce(string_agg(h, '' ORDER BY blk), ''))
 FROM (SELECT (rn - 1) / {block} AS blk, count(*) AS n, md5(string_agg(h, '' ORDER BY rn)) AS h
       FROM (SELECT row_number() OVER (ORDER BY {order}) AS rn, md5(convert_to(t, 'UTF8')) AS h
-            FROM (SELECT {key}(r.*)::text AS t FROM ONLY {table} AS r) AS rendered) AS numbered
+            FROM (SELECT {key}(r.*)::text AS t FROM ONLY {table} AS r{fence}) AS rendered) AS numbered
       GROUP BY 1) AS blocks
 """
 #: The sorts of a hash query (key order, then blocks) stay in memory up to this much per
@@ -118,7 +120,8 @@ def _hash_query(table: Table):
             for i, coll in enumerate(table.collatable, 1))
     else:
         key, order = sql.SQL(""), sql.SQL('t COLLATE "C"')
-    return sql.SQL(_HASH).format(block=sql.Literal(BLOCK), order=order, key=key,
+    fence = sql.SQL("" if table.key else " OFFSET 0")
+    return sql.SQL(_HASH).format(block=sql.Literal(BLOCK), order=order, key=key, fence=fence,
                                  table=sql.Identifier(table.schema, table.name))
 
 
