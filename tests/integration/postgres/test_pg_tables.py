@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backup_dr.core.postgres.conn import PgConn
-from backup_dr.core.postgres.tables import Scope, compare_tables, database_fingerprints
+from backup_dr.core.postgres.tables import BLOCK, Scope, compare_tables, database_fingerprints
 
 from pg_support import conninfo, execute, query
 
@@ -74,3 +74,39 @@ def test_partitions_inheritance_and_scope(new_db):
         "public.m_2025": 213, "public.m_2026": 187, "public.parent": 1, "public.child": 2, "side.s": 0, "side.u": 0}
     only = prints(db, Scope(schemas=("side",), exclude_tables=("side.u",)))
     assert list(only) == ["side.s"]
+
+
+def _recipe_v1(db, table: str, order: str) -> dict:
+    """``pg-ordered-row-md5-v1`` recomputed in Python from the rows PostgreSQL renders, so a
+    faster hash query cannot drift from the hashes already in manifests."""
+    from hashlib import md5
+
+    with db.cursor() as cur:
+        cur.execute(f"SELECT (r.*)::text{order} FROM ONLY {table} AS r")
+        rows = cur.fetchall()
+    texts = [r[0] for r in sorted(rows, key=lambda r: r[1:])] if order else sorted(r[0] for r in rows)
+    hashes = [md5(t.encode()).hexdigest() for t in texts]
+    blocks = [md5("".join(hashes[i:i + BLOCK]).encode()).hexdigest() for i in range(0, len(hashes), BLOCK)]
+    return {"rows": len(texts), "md5": md5("".join(blocks).encode()).hexdigest()}
+
+
+def test_the_hash_query_computes_recipe_v1_exactly(new_db):
+    """Composite text key (C order), a key column called like the query's aliases, no key at
+    all, several 4096-row blocks, and an empty table."""
+    db = new_db()
+    execute(db, "CREATE TABLE k (k2 text, t int, at timestamptz, f float8, b bytea, PRIMARY KEY (k2, t))",
+            "INSERT INTO k SELECT (ARRAY['b', 'B', 'ä', 'a'])[1 + i % 4] || (i % 97), i, "
+            "'2026-01-01 00:00+09'::timestamptz + i * interval '1 minute', i / 7.0, decode(md5(i::text), 'hex') "
+            "FROM generate_series(1, 9000) i",
+            "CREATE TABLE n (t text, x int)", "INSERT INTO n SELECT 'Z' || (i % 50), i % 3 FROM generate_series(1, 5000) i",
+            "CREATE TABLE e (i int PRIMARY KEY)")
+    got = prints(db)
+    pg = PgConn.from_conninfo(conninfo(db))
+    conn = pg.connect(what="recomputing the recipe")  # the same STABLE_SETTINGS session
+    try:
+        want = {"public.k": _recipe_v1(conn, "k", ', k2 COLLATE "C", t'), "public.n": _recipe_v1(conn, "n", ""),
+                "public.e": _recipe_v1(conn, "e", ", i")}
+    finally:
+        conn.close()
+    assert {name: {"rows": p["rows"], "md5": p["md5"]} for name, p in got.items()} == want
+    assert want["public.k"]["rows"] == 9000 and want["public.e"] == {"rows": 0, "md5": "d41d8cd98f00b204e9800998ecf8427e"}

@@ -51,13 +51,21 @@ WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND n.nspname <> 'information_
 ORDER BY 1, 2
 """
 
+#: Each row is rendered once (``t``): without a primary key the same text is both the sort
+#: key and what is hashed, and ``OFFSET 0`` keeps the planner from inlining the subquery and
+#: rendering every row twice (rendering is most of the query's cost). With a key the subquery
+#: is inlined, so the primary key's index still gives the order.
 _HASH = """
 SELECT coalesce(sum(n), 0)::bigint, md5(coalesce(string_agg(h, '' ORDER BY blk), ''))
 FROM (SELECT (rn - 1) / {block} AS blk, count(*) AS n, md5(string_agg(h, '' ORDER BY rn)) AS h
-      FROM (SELECT row_number() OVER (ORDER BY {order}) AS rn, md5(convert_to((r.*)::text, 'UTF8')) AS h
-            FROM ONLY {table} AS r) AS numbered
+      FROM (SELECT row_number() OVER (ORDER BY {order}) AS rn, md5(convert_to(t, 'UTF8')) AS h
+            FROM (SELECT {key}(r.*)::text AS t FROM ONLY {table} AS r{fence}) AS rendered) AS numbered
       GROUP BY 1) AS blocks
 """
+#: The sorts of a hash query (key order, then blocks) stay in memory up to this much per
+#: table instead of spilling to temporary files at the default 4 MB; larger tables still
+#: spill, so the server's memory stays bounded.
+WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -104,12 +112,16 @@ def _hash_query(table: Table):
     from psycopg2 import sql
 
     if table.key:
+        # the key columns ride along as k1, k2, ... next to the rendered row
+        key = sql.SQL("").join(sql.SQL("r.{} AS {}, ").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
+                               for i, c in enumerate(table.key, 1))
         order = sql.SQL(", ").join(
-            sql.SQL("{} COLLATE \"C\"").format(sql.Identifier(c)) if coll else sql.Identifier(c)
-            for c, coll in zip(table.key, table.collatable))
+            sql.SQL("{} COLLATE \"C\"").format(sql.Identifier(f"k{i}")) if coll else sql.Identifier(f"k{i}")
+            for i, coll in enumerate(table.collatable, 1))
     else:
-        order = sql.SQL('(r.*)::text COLLATE "C"')
-    return sql.SQL(_HASH).format(block=sql.Literal(BLOCK), order=order,
+        key, order = sql.SQL(""), sql.SQL('t COLLATE "C"')
+    fence = sql.SQL("" if table.key else " OFFSET 0")
+    return sql.SQL(_HASH).format(block=sql.Literal(BLOCK), order=order, key=key, fence=fence,
                                  table=sql.Identifier(table.schema, table.name))
 
 
@@ -119,6 +131,7 @@ def fingerprint_tables(db, tables: list[Table], *, label: str = "hash tables") -
     progress = Progress(label, total_items=len(tables), total_bytes=sum(t.bytes for t in tables) or None, unit="tables")
     out: dict[str, dict[str, Any]] = {}
     with db.cursor() as cur:
+        cur.execute("SET LOCAL work_mem = %s", (WORK_MEM,))  # until the caller's transaction ends
         for table in tables:
             cur.execute(_hash_query(table))
             rows, digest = cur.fetchone()
