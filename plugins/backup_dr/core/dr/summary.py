@@ -23,12 +23,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from backup_dr.core.artifacts.layout import ROOT
+from backup_dr.core.artifacts.manifest import parse_iso
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_model import Policy, Scenario
 from backup_dr.core.recovery import recovery_time
 from backup_dr.core.stores.base import Store
 from backup_dr.core.times import BadTimeInput, TimeRule, is_blank, parse_user_time
-from backup_dr.core.artifacts.manifest import parse_iso
 
 
 @dataclass
