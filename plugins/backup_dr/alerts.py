@@ -21,11 +21,10 @@ from typing import Any
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.errors import BackupDRError
+from backup_dr.core.notify import SUBJECT_PREFIX as _SUBJECT_PREFIX, format_alert
 from backup_dr.core.policy_model import Alerts
 
 log = logging.getLogger(__name__)
-
-_SUBJECT_PREFIX = "[backup-dr]"
 
 
 def _smtp(alerts: Alerts, subject: str, html_content: str):
@@ -67,10 +66,7 @@ def send_alert(alerts: Alerts, severity: str, title: str, lines: list[str], cont
     A route that fails is logged and the others still go out; if every route fails the
     error is raised, because an alert nobody receives must fail the task.
     """
-    icon = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_green_circle:"}.get(severity, ":white_circle:")
-    subject = f"{_SUBJECT_PREFIX} {severity.upper()}: {title}"
-    body = f"<h3>{html.escape(title)}</h3><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>"
-    text = f"{icon} *{severity.upper()}: {title}*\n" + "\n".join(f"• {x}" for x in lines)
+    subject, body, text = format_alert(severity, title, lines)
     ctx: dict[str, Any] = dict(context or {})
     sent, errors = [], []
     routes = []

@@ -26,7 +26,7 @@ CRITICAL = ["announcements", "businesses", "contents"]
 
 
 @pytest.fixture
-def lost_site(fresh_history, tmp_path, webhook_sink):
+def lost_site(fresh_history, tmp_path, webhook_sink, sinks):
     """(history, manifest, snapshot of the lost data, new server, cli): production and the local store are gone."""
     h = fresh_history()
     with MongoServer(tmp_path / "prod") as prod, prod.client() as client:
@@ -38,12 +38,16 @@ def lost_site(fresh_history, tmp_path, webhook_sink):
     with MongoServer(tmp_path / "replacement") as new:
         cli = h.cli(mongo_dr_target=mongo_conn_json(new)).with_env(
             AIRFLOW_CONN_DR_REPOINT_WEBHOOK=os.environ["AIRFLOW_CONN_DR_REPOINT_WEBHOOK"],
-            BACKUP_DR_APP_HEALTH_URL=os.environ["BACKUP_DR_APP_HEALTH_URL"])
+            BACKUP_DR_APP_HEALTH_URL=os.environ["BACKUP_DR_APP_HEALTH_URL"],
+            AIRFLOW_CONN_SMTP_BACKUP_ALERTS=os.environ["AIRFLOW_CONN_SMTP_BACKUP_ALERTS"],
+            AIRFLOW_CONN_SLACK_BACKUP_ALERTS=os.environ["AIRFLOW_CONN_SLACK_BACKUP_ALERTS"])
         yield h, manifest, before, new, cli
 
 
-def test_database_server_failure_runs_end_to_end_without_airflow(lost_site, webhook_sink):
+def test_database_server_failure_runs_end_to_end_without_airflow(lost_site, webhook_sink, sinks):
     h, manifest, before, new, cli = lost_site
+    smtp, slack = sinks
+    slack_token = json.loads(os.environ["AIRFLOW_CONN_SLACK_BACKUP_ALERTS"])["password"]
     out = cli.run("dr", "run", "database_server_failure", "--confirm", "provision_mongodb", "--json", input="",
                   importtime=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -70,13 +74,24 @@ def test_database_server_failure_runs_end_to_end_without_airflow(lost_site, webh
     assert posts[0]["body"]["recovered_from"] == manifest.backup_id
     assert posts[0]["headers"]["Authorization"] == "Bearer repoint-token-secret"
     assert "repoint-token-secret" not in out.stdout + out.stderr
+    # as the DAG's summary task: the report kept in the local store, the summary sent by email and Slack
+    summary = report["summary"]
+    assert summary["outcome"] == "recovered" and summary["backup_id"] == manifest.backup_id and summary["rto_met"], summary
+    assert sorted(summary["alerts_sent"]) == ["email", "slack"] and not summary["alerts_failed"], summary
+    [saved] = h.root.rglob("_reports/dr/database_server_failure/*.json")
+    assert str(saved) == summary["path"] and json.loads(saved.read_text())["recovery_point"] == summary["recovery_point"]
+    [mail] = smtp.wait_for(lambda m: "database_server_failure" in str(m["Subject"]))
+    assert "recovered" in str(mail["Subject"]) and "RTO: recovered in" in smtp.text(mail)
+    [slack_post] = slack.wait_for(lambda r: "database_server_failure" in str(r["body"]))
+    assert "recovered" in slack_post["body"]["text"] and slack_post["path"] == f"/services/{slack_token}"
+    assert slack_token not in out.stdout + out.stderr
     # Airflow was never imported: not by the import-time trace, not past the blocker
     imported = [line for line in out.stderr.splitlines() if line.startswith("import time:")]
     assert len(imported) > 100 and not [line for line in imported if "airflow" in line.split("|")[-1]]
     assert not cli.airflow_mark.exists()
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(lost_site, webhook_sink):
+def test_dry_run_prints_the_plan_and_changes_nothing(lost_site, webhook_sink, sinks):
     h, manifest, before, new, cli = lost_site
     # no terminal and a human step nobody confirmed: refused before any step ran
     refused = cli.run("dr", "run", "database_server_failure", input="")
@@ -99,16 +114,25 @@ def test_dry_run_prints_the_plan_and_changes_nothing(lost_site, webhook_sink):
         assert "korea_public_data" not in client.list_database_names()
     assert not webhook_sink.wait_for(lambda r: r["path"] == "/admin/repoint", timeout=1)
     assert not h.local.root.exists() and not any((h.root / "backup-dr-safety").rglob("*.json"))
+    assert "summary" not in report  # no report kept, no alert sent
+    smtp, slack = sinks
+    assert not smtp.wait_for(timeout=1) and not slack.requests
     assert not cli.airflow_mark.exists()
 
 
-def test_a_declined_human_step_stops_the_recovery_before_the_target_is_touched(lost_site):
-    """On a terminal the human step is asked; an answer other than yes stops the run there."""
+def test_a_declined_human_step_stops_the_recovery_before_the_target_is_touched(lost_site, sinks):
+    """On a terminal the human step is asked; an answer other than yes stops the run there. The
+    failure is reported like the DAG's: critical email; the Slack route is broken here, which
+    is a warning naming its connection, not another failure."""
     import pty
     import subprocess
     import sys
 
+    from backup_dr.devstack.servers import free_port
+
     h, manifest, before, new, cli = lost_site
+    cli = cli.with_env(AIRFLOW_CONN_SLACK_BACKUP_ALERTS=json.dumps(
+        {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{free_port()}/services", "password": "T0/B0/dead-hook-secret"}))
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen([sys.executable, "-m", "backup_dr", "dr", "run", "database_server_failure", "--json",
@@ -125,6 +149,11 @@ def test_a_declined_human_step_stops_the_recovery_before_the_target_is_touched(l
     assert report["outcome"] == "failed" and "provision_mongodb" in report["error"]
     assert [(s["name"], s["state"]) for s in report["steps"]] == [
         ("detect", "done"), ("pick_backup", "done"), ("provision_mongodb", "refused")]
+    assert report["summary"]["outcome"] == "failed" and report["summary"]["failed_steps"] == ["provision_mongodb"]
+    assert report["summary"]["alerts_sent"] == ["email"] and "slack_backup_alerts" in report["summary"]["alerts_failed"][0]
+    assert "WARNING: alert route slack (connection 'slack_backup_alerts')" in stderr and "dead-hook-secret" not in stdout + stderr
+    [mail] = sinks[0].wait_for(lambda m: "database_server_failure" in str(m["Subject"]))
+    assert "CRITICAL" in str(mail["Subject"]) and "failed" in str(mail["Subject"])
     with new.client() as client:
         assert "korea_public_data" not in client.list_database_names()
     assert not cli.airflow_mark.exists()

@@ -174,8 +174,41 @@ def run_scenario_cmd(args) -> int:
         log.info("step %-20s %s%s", p.name, entry["state"], f": {scrub(entry['error'])}" if entry.get("error") else "")
 
     report = json.loads(scrub(json.dumps(run_scenario(run, confirm=confirm, on_step=progress), default=str)))
+    if not run.dry_run:
+        report["summary"] = _summarize(run, report)
     emit(args, report, _human)
     return 0 if report["outcome"] != "failed" else 1
+
+
+def _summarize(run, report: dict[str, Any]) -> dict[str, Any]:
+    """As the DR DAG's summary task: the report kept under the local store's ``_reports/dr/``
+    and sent on the policy's alert routes (plain SMTP / webhook, connections from the
+    environment). Neither failing fails the recovery: each is a warning on stderr."""
+    from backup_dr.core.artifacts.manifest import parse_iso
+    from backup_dr.core.dr.scenario import RESTORE_KINDS
+    from backup_dr.core.dr.summary import summarize
+    from backup_dr.core.notify import send_routes
+
+    results = {s["kind"]: s.get("result") or {} for s in report["steps"] if not s["human"]}
+    failed = [s["name"] for s in report["steps"] if s["state"] in ("failed", "refused")]
+    out: dict[str, Any] = {"saved_to": None, "alerts_sent": [], "alerts_failed": []}
+    try:
+        store = run.local(run.scenario.backup_class)
+        summary = summarize(run.policy, run.scenario, store, run_id=run.run_id, started=parse_iso(report["started_at"]),
+                            finished=parse_iso((results.get("health_check") or {}).get("checked_at")), failed=failed,
+                            pick=results.get("pick_backup") or {}, restores=[results[k] for k in RESTORE_KINDS if results.get(k)],
+                            validated=(results.get("validate") or {}).get("validated_at"),
+                            incident_time=run.incident_time, dry_run=False)
+    except Exception as e:  # noqa: BLE001 - the recovery is done (or failed) either way; say why nothing was kept
+        sys.stderr.write(f"WARNING: the DR report was not saved and no alert was sent: {scrub(f'{type(e).__name__}: {e}')}\n")
+        return out
+    out.update(summary.report, saved_to=f"{store.name}:{summary.key}", path=str(store.root / summary.key))
+    sent, errors = send_routes(run.policy.alerts, summary.severity, summary.title, summary.lines, resolve_conn)
+    out.update(alerts_sent=sent, alerts_failed=[scrub(e) for e in errors])
+    for e in out["alerts_failed"]:
+        sys.stderr.write(f"WARNING: alert route {e}; fix that connection (AIRFLOW_CONN_<ID>): the DR summary was not sent there\n")
+    log.info("DR report saved to %s; alert sent via %s", out["saved_to"], ", ".join(sent) or "no route")
+    return out
 
 
 def _human(r: dict[str, Any]) -> str:
@@ -193,4 +226,7 @@ def _human(r: dict[str, Any]) -> str:
         lines.append(f"recovery point: {r['recovery_point']}")
     if r["recovery_time"].get("seconds") is not None:
         lines.append(f"recovery time: {r['recovery_time']['seconds']}s (first byte fetched → validated target)")
+    summary = r.get("summary") or {}
+    if summary.get("saved_to"):
+        lines.append(f"report: {summary['saved_to']}; alert sent via {', '.join(summary['alerts_sent']) or 'no route'}")
     return "\n".join(lines)
