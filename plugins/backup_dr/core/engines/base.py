@@ -32,7 +32,7 @@ class Connector:
 
     :param conn_info: conn id -> :class:`ConnInfo` (credentials included)
     :param mongo_client: ``(conn_id, **client_options)`` -> a context-managed MongoClient
-        (the operators build it through MongoHook, the CLI from its ConnInfo)
+        (both build it with ``connections.mongo_client_from`` from a ConnInfo)
     """
 
     conn_info: Callable[[str], ConnInfo]
