@@ -83,6 +83,10 @@ class SourceEngine:
     dr_role: ClassVar[str | None] = None
     #: rolling such a record back connects to its target (a directory swap does not)
     journal_needs_conn: ClassVar[bool] = True
+    #: the journal names whose interrupted restore is resumed by running it again over the
+    #: half-written target, taking the record (and its safety backup) over; the others (a swap of
+    #: whole files: nothing half-written to build on) are rolled back first, then run again
+    journal_takeover: ClassVar[tuple[str, ...]] = ()
 
     # -- naming
     def artifact_kind(self, source: Any, *, metadata_only: bool = False) -> str:

@@ -23,6 +23,7 @@ class MongoEngine(SourceEngine):
     scratch_field = "mongodb_conn_id"
     scratch_separate_server = True
     journal_engines = ("mongodb",)
+    journal_takeover = ("mongodb",)
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "schema" if metadata_only else "full"
