@@ -17,6 +17,8 @@ from backup_dr.core.policy_model import Job
 class MongoEngine(SourceEngine):
     type = "mongodb"
     dr_role = "database"
+    pitr = True
+    partial_jobs = True
     label = "MongoDB"
     restore_commands = ("mongo",)
     backup_operator = "backup_dr.operators.backup:MongoDumpOperator"
