@@ -271,3 +271,21 @@ def test_a_missing_file_names_the_path_and_where_it_came_from(tmp_path):
     assert out.returncode == 2 and f"policy file {missing} cannot be loaded: it does not exist (named by $BACKUP_DR_POLICY)" in out.stderr, out.stderr
     out = _policy_check("--policy", str(missing))
     assert out.returncode == 2 and "(named by --policy)" in out.stderr, out.stderr
+
+
+def test_source_capabilities_come_from_the_engine_registry(doc):
+    """PITR, partial jobs, restore_files steps and a scenario's database are engine capabilities
+    (``pitr``, ``partial_jobs``, ``dr_role``), not type checks in the loader."""
+    d = copy.deepcopy(doc)
+    d["pitr"]["redis_cache"] = dict(d["pitr"]["mongodb"])
+    assert "point-in-time recovery needs a MongoDB source; 'redis_cache' is redis" in one_issue(d, "pitr.redis_cache")
+    d = copy.deepcopy(doc)
+    d["classes"]["operational_data"]["jobs"][2]["metadata_only"] = True
+    assert any("apply to MongoDB sources only; 'app_logs' is files" in m for _, m in issues_of(d))
+    d = copy.deepcopy(doc)
+    d["dr_scenarios"]["full_infrastructure_failure"]["steps"][6]["sources"] = ["app_config", "app_repository", "mongodb"]
+    found = [m for p, m in issues_of(d) if p == "dr_scenarios.full_infrastructure_failure.steps[6].sources"]
+    assert found == ["'app_repository' is not a files source", "'mongodb' is not a files source"]  # a git clone needs an empty dir
+    d = copy.deepcopy(doc)
+    d["dr_scenarios"]["database_server_failure"]["backup_class"] = "application_code"
+    assert "takes no full MongoDB backup" in one_issue(d, "dr_scenarios.database_server_failure.backup_class")

@@ -1,4 +1,4 @@
-"""Restore targets from connection ids: a MongoClient built the way MongoHook builds it.
+"""Restore targets from connection ids: a MongoClient from the core builder the operators use too.
 
 Targets are always connection ids (``--to mongo_new_primary``), never URIs: a URI with a
 password on the command line is visible to every user of the machine in ``ps``.
@@ -9,27 +9,18 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from backup_dr.cli.common import UsageError
-from backup_dr.core.connections import ConnInfo, mongo_uri
+from backup_dr.core.connections import ConnInfo, check_mongo_conn, mongo_client_from
 from backup_dr.core.mongo.mongo_errors import translate
 
-_MONGO_TYPES = ("mongo", "mongodb", "")
-
-
-def check_mongo_conn(conn: ConnInfo) -> None:
-    if conn.conn_type not in _MONGO_TYPES:
-        raise UsageError(f"connection {conn.conn_id!r} is a {conn.conn_type!r} connection; a MongoDB target needs conn_type 'mongo'")
+__all__ = ["check_mongo_conn", "mongo_client", "new_mongo_client"]
 
 
 def new_mongo_client(conn: ConnInfo, *, timeout_ms: int = 15000, **options):
     """A MongoClient for ``conn`` (not yet connected; the caller closes it). The connection's own
     timeouts win over ``timeout_ms``; ``options`` (e.g. a probe's short timeouts) win over both."""
-    import pymongo
-
-    check_mongo_conn(conn)
     given = {k.lower() for k in conn.extra}
     defaults = {k: timeout_ms for k in ("serverSelectionTimeoutMS", "connectTimeoutMS") if k.lower() not in given}
-    return pymongo.MongoClient(mongo_uri(conn), **{**defaults, **options})
+    return mongo_client_from(conn, **{**defaults, **options})
 
 
 @contextmanager

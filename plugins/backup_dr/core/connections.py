@@ -117,9 +117,29 @@ def conn_from_env(conn_id: str) -> ConnInfo:
     )
 
 
-def mongo_uri(conn: ConnInfo) -> str:
-    """A ``mongodb://`` URI from a ``mongo`` connection, as MongoHook builds it (extras become options)."""
-    scheme = "mongodb+srv" if conn.extra.get("srv") else "mongodb"
+_MONGO_TYPES = ("mongo", "mongodb", "")  # "": a CLI connections-file entry that names no type
+
+
+def check_mongo_conn(conn: ConnInfo) -> None:
+    """Refuse a connection of another system (a Redis or S3 id given where MongoDB is meant)."""
+    if conn.conn_type == "mongodb+srv":
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} has conn_type 'mongodb+srv'",
+                                    hint='use conn_type "mongo" with "srv": true in the extras (as MongoHook requires)')
+    if conn.conn_type not in _MONGO_TYPES:
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} is a {conn.conn_type!r} connection; a MongoDB target needs conn_type 'mongo'",
+                                    hint="name a mongo connection, or fix the connection's conn_type")
+
+
+def _mongo_parts(conn: ConnInfo) -> tuple[str, dict[str, Any]]:
+    """The URI without options, and the client options, from a ``mongo`` connection, as MongoHook
+    reads it: extras are client options, ``srv`` picks ``mongodb+srv``, ``allow_insecure`` with
+    ``tls``/``ssl`` accepts an invalid certificate. One reading for the operators and the CLI."""
+    check_mongo_conn(conn)
+    srv = str(conn.extra.get("srv", "false")).lower() == "true"
+    if srv and conn.port:
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} sets srv and a port; an SRV (seed list) URI has no port",
+                                    hint="leave the port empty, or drop \"srv\" from the extras")
+    scheme = "mongodb+srv" if srv else "mongodb"
     cred = ""
     if conn.login:
         cred = quote(conn.login, safe="")
@@ -127,13 +147,34 @@ def mongo_uri(conn: ConnInfo) -> str:
             cred += ":" + quote(conn.password, safe="")
         cred += "@"
     host = conn.host or "127.0.0.1"
-    hostport = host if (conn.port is None or "," in host or scheme.endswith("srv")) else f"{host}:{conn.port}"
+    hostport = host if (conn.port is None or "," in host) else f"{host}:{conn.port}"
     opts = {k: v for k, v in conn.extra.items() if k not in ("srv", "allow_insecure")}
     tls = any(str(conn.extra.get(k, "false")).lower() == "true" for k in ("tls", "ssl"))
     if tls and str(conn.extra.get("allow_insecure", "false")).lower() == "true":
         opts["tlsAllowInvalidCertificates"] = True  # as MongoHook: the operators and the CLI accept the same server
+    return f"{scheme}://{cred}{hostport}/{conn.schema or ''}", opts
+
+
+def mongo_uri(conn: ConnInfo) -> str:
+    """A ``mongodb://`` URI from a ``mongo`` connection, the extras as URI options (for tools and
+    child processes that take a URI; in process use :func:`mongo_client_from`)."""
+    base, opts = _mongo_parts(conn)
     query = "&".join(f"{k}={quote(str(v).lower() if isinstance(v, bool) else str(v), safe='')}" for k, v in opts.items())
-    return f"{scheme}://{cred}{hostport}/{conn.schema or ''}" + (f"?{query}" if query else "")
+    return base + (f"?{query}" if query else "")
+
+
+def mongo_client_from(conn: ConnInfo, **options):
+    """A MongoClient (not yet connected; the caller closes it) for a ``mongo`` connection.
+
+    The one client builder: the operators' SourceHook feeds it the Airflow connection, the CLI
+    its ``AIRFLOW_CONN_*`` ConnInfo. Extras are passed as client options with their JSON types
+    (as MongoHook does); ``options`` (e.g. ``readPreference``, timeouts) win over the extras.
+    """
+    import pymongo
+
+    base, opts = _mongo_parts(conn)
+    given = {k.lower() for k in options}  # pymongo options are case-insensitive: one spelling each
+    return pymongo.MongoClient(base, **{k: v for k, v in opts.items() if k.lower() not in given}, **options)
 
 
 def redact(text: str, secrets: list[str]) -> str:

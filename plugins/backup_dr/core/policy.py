@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from backup_dr.core.durations import format_duration
+from backup_dr.core.engines import engine_for, engine_labels as _labels
 from backup_dr.core.errors import PolicyError
 from backup_dr.core.policy_fields import (  # noqa: F401 - parse_cron is part of this module's API
     _as_bool,
@@ -102,8 +103,8 @@ def _parse_job(issues: _Issues, path: str, body: Any, sources: dict[str, Source]
     elif src_name and src_name not in sources:
         issues.add(f"{path}.source", unknown_name("source", src_name, set(sources) | broken))
     src = sources.get(src_name or "")
-    if src is not None and not isinstance(src, MongoSource) and (job.collections or job.metadata_only):
-        issues.add(path, f"collections / metadata_only apply to MongoDB sources only; {src_name!r} is {src.type}")
+    if src is not None and not engine_for(src).partial_jobs and (job.collections or job.metadata_only):
+        issues.add(path, f"collections / metadata_only apply to {_labels('partial_jobs')} sources only; {src_name!r} is {src.type}")
     if isinstance(src, MongoSource) and src.collections:
         extra = [c for c in job.collections if c not in src.collections]
         if extra:

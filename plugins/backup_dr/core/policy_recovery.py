@@ -12,7 +12,8 @@ from typing import Any
 
 from backup_dr.core.durations import format_duration
 from backup_dr.core.policy_fields import _as_bool, _as_duration, _check_name, _Issues, _one_of, _Reader, unknown_name
-from backup_dr.core.policy_model import STEP_KINDS, FilesSource, MongoSource, PitrSpec, Scenario, Step
+from backup_dr.core.engines import engine_for, engine_labels as _labels
+from backup_dr.core.policy_model import STEP_KINDS, PitrSpec, Scenario, Step
 
 
 def raw_entry(doc: dict, section: str, name: Any) -> Any:
@@ -56,8 +57,8 @@ def parse_pitr(issues: _Issues, name: str, body: Any, parts: dict[str, Any], bro
     src = parts["sources"].get(name)
     if name in broken["sources"]:
         issues.add(path, f"source {name!r} has errors (see sources.{name})", caused_by=f"sources.{name}")
-    elif not isinstance(src, MongoSource):
-        issues.add(path, f"point-in-time recovery needs a MongoDB source; {name!r} is {'unknown' if src is None else src.type}")
+    elif src is None or not engine_for(src).pitr:
+        issues.add(path, f"point-in-time recovery needs a {_labels('pitr')} source; {name!r} is {'unknown' if src is None else src.type}")
     cls_name = r.str("backup_class")
     cls = check_class_ref(issues, f"{path}.backup_class", cls_name, parts, broken)
     if cls is not None and not any(j.source == name and not j.metadata_only for j in cls.jobs):
@@ -96,7 +97,7 @@ def _parse_steps(issues: _Issues, path: str, raw_steps: Any, parts: dict[str, An
         for s in step.sources:
             if s in broken["sources"]:
                 issues.add(f"{sp}.sources", f"source {s!r} has errors (see sources.{s})", caused_by=f"sources.{s}")
-            elif not isinstance(parts["sources"].get(s), FilesSource):
+            elif s not in parts["sources"] or engine_for(parts["sources"][s]).dr_role != "files":
                 issues.add(f"{sp}.sources", f"{s!r} is not a files source")
         steps.append(step)
     return steps
@@ -142,8 +143,9 @@ def parse_scenario(issues: _Issues, name: str, body: Any, parts: dict[str, Any],
     steps = _parse_steps(issues, path, r.data.get("steps"), parts, broken)
     _check_step_backups(issues, path, steps, doc, parts, broken)
     if cls is not None and any(s.kind in ("restore", "pick_backup") for s in steps) and not any(
-            isinstance(parts["sources"].get(j.source), MongoSource) and not j.metadata_only for j in cls.jobs):
-        issues.add(f"{path}.backup_class", f"class {cls_name!r} takes no full MongoDB backup for the scenario to restore")
+            j.source in parts["sources"] and engine_for(parts["sources"][j.source]).dr_role == "database" and not j.metadata_only
+            for j in cls.jobs):
+        issues.add(f"{path}.backup_class", f"class {cls_name!r} takes no full {_labels('dr_role', 'database')} backup for the scenario to restore")
     if cls is not None and rpo:
         pitr = next((p for p in parts["pitr"].values() if p.backup_class == cls.name), None)
         best = pitr.interval if pitr else cls.schedule.interval

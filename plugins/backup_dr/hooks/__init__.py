@@ -4,7 +4,7 @@
   its Airflow connection through the same core builders the break-glass CLI uses, so an S3
   connection (keys, ``endpoint_url``, ``role_arn``) behaves identically in both.
 * :class:`~backup_dr.hooks.source.SourceHook` — the connection of a backed-up or restored
-  system (MongoDB through MongoHook's parsing, Redis through the core client).
+  system (MongoDB and Redis through the core client builders the CLI uses too).
 
 Operators hold no connection code: they build a hook in ``execute`` and call the core.
 The hooks are importable only with Airflow present; the core and CLI never import them.

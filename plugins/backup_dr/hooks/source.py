@@ -2,11 +2,12 @@
 
 Why a hook of our own: the operators need the same connection as two things — a core
 :class:`~backup_dr.core.connections.ConnInfo` (what the core reads: Redis, the encryption
-keyring, webhooks, the secrets to scrub from messages) and, for MongoDB, a client built by
-the provider's MongoHook parsing (extras such as ``authSource``, ``tls``, ``replicaSet``).
-Following provider conventions the constructor only stores the id; the connection is read
-on first use (MongoHook itself reads it in ``__init__``, so it is only built in
-:meth:`SourceHook.mongo_client`).
+keyring, webhooks, the secrets to scrub from messages) and, for MongoDB, a client built from
+that ConnInfo by the core's one builder (:func:`~backup_dr.core.connections.mongo_client_from`,
+which reads the extras as the provider's MongoHook does: ``srv``, ``tls``/``ssl``,
+``allow_insecure``, ``authSource``, ``replicaSet``...), so the CLI and the operators connect
+alike. Following provider conventions the constructor only stores the id; the connection is
+read on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import cached_property
 
 from airflow.sdk import BaseHook
 
-from backup_dr.core.connections import ConnInfo
+from backup_dr.core.connections import ConnInfo, mongo_client_from
 from backup_dr.core.crypto.keys import set_connection_resolver
 from backup_dr.core.errors import ConnectionConfigError
 
@@ -78,14 +79,9 @@ class SourceHook(BaseHook):
         return self.info.secrets
 
     def mongo_client(self, **options):
-        """A MongoClient built by MongoHook's connection parsing; ``options`` (e.g.
-        ``readPreference``, timeouts) are added to the connection's extras. Close it (``with``)."""
-        from airflow.providers.mongo.hooks.mongo import MongoHook
-
-        self.info  # noqa: B018 - an undefined connection is our ConnectionConfigError, naming the fix
-        hook = MongoHook(mongo_conn_id=self.source_conn_id)
-        hook.extras.update(options)
-        return hook.get_conn()
+        """A MongoClient from the connection (the core builder the CLI uses too); ``options``
+        (e.g. ``readPreference``, timeouts) win over the connection's extras. Close it (``with``)."""
+        return mongo_client_from(self.info, **options)
 
     def redis_client(self, **kwargs):
         """A redis-py client from the connection (login = ACL user), as the CLI builds it."""

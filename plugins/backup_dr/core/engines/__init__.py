@@ -43,6 +43,11 @@ def engine_for_journal(name: str) -> SourceEngine | None:
     return next((e for e in ENGINES.values() if name in e.journal_engines), None)
 
 
+def engine_labels(attr: str, value: Any = True) -> str:
+    """How messages name the engines whose ``attr`` is ``value`` (``MongoDB``, ``MongoDB / PostgreSQL``)."""
+    return " / ".join(e.label for e in ENGINES.values() if getattr(e, attr) == value) or "no"
+
+
 def types_restored_by(command: str) -> tuple[str, ...]:
     """Source types whose backups ``restore <command>`` restores (``files`` also clones git bundles)."""
     return tuple(t for t, e in ENGINES.items() if command in e.restore_commands)
@@ -65,5 +70,5 @@ def class_source(policy: Any, class_name: str, source_type: str) -> str:
                          hint="name the source explicitly (source=...)")
 
 
-__all__ = ["ENGINES", "BackupRequest", "Connector", "SourceEngine", "class_source", "engine_for", "engine_for_journal",
+__all__ = ["ENGINES", "BackupRequest", "Connector", "SourceEngine", "class_source", "engine_for", "engine_for_journal", "engine_labels",
            "sources_of", "types_restored_by"]

@@ -32,7 +32,7 @@ class Connector:
 
     :param conn_info: conn id -> :class:`ConnInfo` (credentials included)
     :param mongo_client: ``(conn_id, **client_options)`` -> a context-managed MongoClient
-        (the operators build it through MongoHook, the CLI from its ConnInfo)
+        (both build it with ``connections.mongo_client_from`` from a ConnInfo)
     """
 
     conn_info: Callable[[str], ConnInfo]
@@ -68,8 +68,11 @@ class SourceEngine:
         this type (MongoDB restores whole databases); False when the drill creates a fresh
         database of its own and drops it (PostgreSQL)
     :cvar dr_role: what the DR scenarios (:mod:`backup_dr.core.dr`) recover it as: ``"database"``
-        (restore, point in time, safety backup, validate) or ``"cache"`` (reloaded); None: only
-        as files or not at all
+        (restore, point in time, safety backup, validate), ``"cache"`` (reloaded) or ``"files"``
+        (a ``restore_files`` step puts the archive back at its path); None: not at all
+    :cvar pitr: the policy may give it a ``pitr`` entry (a change stream archived between backups)
+    :cvar partial_jobs: a job may back up some collections only (``collections``) or only the
+        schema (``metadata_only``)
     """
 
     type: ClassVar[str]
@@ -81,8 +84,14 @@ class SourceEngine:
     #: the restore-journal ``engine`` names its restores record (:mod:`backup_dr.core.restores.journal`)
     journal_engines: ClassVar[tuple[str, ...]] = ()
     dr_role: ClassVar[str | None] = None
+    pitr: ClassVar[bool] = False
+    partial_jobs: ClassVar[bool] = False
     #: rolling such a record back connects to its target (a directory swap does not)
     journal_needs_conn: ClassVar[bool] = True
+    #: the journal names whose interrupted restore is resumed by running it again over the
+    #: half-written target, taking the record (and its safety backup) over; the others (a swap of
+    #: whole files: nothing half-written to build on) are rolled back first, then run again
+    journal_takeover: ClassVar[tuple[str, ...]] = ()
 
     # -- naming
     def artifact_kind(self, source: Any, *, metadata_only: bool = False) -> str:

@@ -20,6 +20,7 @@ class FilesEngine(SourceEngine):
     overwrites = True
     journal_engines = ("files",)
     journal_needs_conn = False
+    dr_role = "files"
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "files"
@@ -53,6 +54,7 @@ class GitEngine(FilesEngine):
     backup_operator = "backup_dr.operators.backup:GitBundleOperator"
     overwrites = False  # a bundle is cloned into an absent or empty directory
     journal_engines = ()  # a clone into an empty directory: nothing to roll back
+    dr_role = None  # a restore_files step overwrites its path; a clone needs an empty one
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "bundle"

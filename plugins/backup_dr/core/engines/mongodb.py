@@ -17,12 +17,15 @@ from backup_dr.core.policy_model import Job
 class MongoEngine(SourceEngine):
     type = "mongodb"
     dr_role = "database"
+    pitr = True
+    partial_jobs = True
     label = "MongoDB"
     restore_commands = ("mongo",)
     backup_operator = "backup_dr.operators.backup:MongoDumpOperator"
     scratch_field = "mongodb_conn_id"
     scratch_separate_server = True
     journal_engines = ("mongodb",)
+    journal_takeover = ("mongodb",)
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "schema" if metadata_only else "full"

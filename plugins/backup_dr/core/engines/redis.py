@@ -18,6 +18,7 @@ class RedisEngine(SourceEngine):
     restore_commands = ("redis",)
     backup_operator = "backup_dr.operators.backup:RDBSnapshotOperator"
     journal_engines = ("redis_load", "redis_data_dir")
+    journal_takeover = ("redis_load",)  # a network load; a data-dir restore swaps the files
 
     def artifact_kind(self, source, *, metadata_only: bool = False) -> str:
         return "aof" if getattr(source, "mode", None) == "aof" else "rdb"

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 from backup_dr.core.connections import ConnInfo
-from backup_dr.core.engines import ENGINES, Connector, engine_for_journal
+from backup_dr.core.engines import ENGINES, Connector, SourceEngine, engine_for_journal
 from backup_dr.core.errors import RestoreRefused
 from backup_dr.core.restores.journal import JournalDir, JournalEntry
 
@@ -26,6 +26,15 @@ def target_conn_id(entry: JournalEntry, override: str | None) -> str:
     return conn_id
 
 
+def journal_engine(entry: JournalEntry) -> SourceEngine:
+    """The engine that wrote ``entry``; a record of an engine this release lacks is refused."""
+    engine = engine_for_journal(entry.engine)
+    if engine is None:
+        raise RestoreRefused(f"journal record {entry.id} is of an unknown engine {entry.engine!r}",
+                             hint=f"known: {', '.join(journal_engines())}; a newer backup_dr wrote it?")
+    return engine
+
+
 def roll_back(journal: JournalDir, entry: JournalEntry, *, mongo_client: Callable[[str], AbstractContextManager],
               redis_conn: Callable[[str], ConnInfo], conn_id: str | None = None,
               secrets: list[str] | None = None) -> dict[str, Any]:
@@ -33,10 +42,7 @@ def roll_back(journal: JournalDir, entry: JournalEntry, *, mongo_client: Callabl
     if entry.alive:
         raise RestoreRefused(f"the restore of journal record {entry.id} is still running ({entry.describe()})",
                              hint="wait for it: a running restore rolls itself back if it fails")
-    engine = engine_for_journal(entry.engine)
-    if engine is None:
-        raise RestoreRefused(f"journal record {entry.id} is of an unknown engine {entry.engine!r}",
-                             hint=f"known: {', '.join(journal_engines())}; a newer backup_dr wrote it?")
+    engine = journal_engine(entry)
     connector = Connector(conn_info=redis_conn, mongo_client=mongo_client)
     target = target_conn_id(entry, conn_id) if engine.journal_needs_conn else None
     return engine.roll_back_interrupted(journal, entry, connector, target, secrets=secrets)
